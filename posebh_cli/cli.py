@@ -1,0 +1,83 @@
+"""The `posebh` command: parse options, call one function per command, print with rich.
+
+No logic lives here. Every command runs inside `_user_errors`, which turns a `PosebhError` into one red
+line on stderr and exit status 2 (no traceback for user mistakes).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from posebh_cli.errors import PosebhError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Multi-dataset 2D pose estimation across heterogeneous skeletons (PoseBH, ViTPose++, ACAE, KD).")
+skeletons_app = typer.Typer(no_args_is_help=True, help="List and show the built-in skeletons.")
+app.add_typer(skeletons_app, name="skeletons")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _user_errors(fn):
+    """Run a command; a PosebhError becomes one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PosebhError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=PosebhError.exit_code) from None
+
+    return wrapper
+
+
+# ---------------------------------------------------------------- skeletons
+@skeletons_app.command("list")
+@_user_errors
+def skeletons_list() -> None:
+    """List the built-in skeletons with their keypoint counts."""
+    from posebh_cli.skeletons import list_skeletons, load_skeleton
+
+    table = Table(title="Built-in skeletons")
+    for column in ("name", "keypoints", "body plan", "flip pairs", "parts"):
+        table.add_column(column)
+    for name in list_skeletons():
+        sk = load_skeleton(name)
+        table.add_row(name, str(sk.num_keypoints), sk.body_plan, str(len(sk.flip_pairs)), ", ".join(sk.parts) or "-")
+    console.print(table)
+
+
+@skeletons_app.command("show")
+@_user_errors
+def skeletons_show(name: str = typer.Argument(..., help="Built-in skeleton name or path to a skeleton YAML file.")) -> None:
+    """Show one skeleton: every keypoint with its index, sigma and mirror."""
+    from posebh_cli.skeletons import load_skeleton
+
+    sk = load_skeleton(name)
+    flip = sk.flip_indices
+    table = Table(title=f"{sk.name}: {sk.num_keypoints} keypoints ({sk.body_plan})")
+    for column in ("#", "name", "sigma", "mirror"):
+        table.add_column(column)
+    for i, kp in enumerate(sk.keypoints):
+        table.add_row(str(i), kp, f"{sk.sigmas[i]:.4g}", sk.keypoints[flip[i]] if flip[i] != i else "-")
+    console.print(table)
+    if sk.parts:
+        console.print("parts: " + ", ".join(f"{k}=[{a},{b})" for k, (a, b) in sk.parts.items()))
+    if sk.notes:
+        console.print(sk.notes)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
