@@ -9,6 +9,8 @@ WORKDIR /opt/posebh
 COPY pyproject.toml README.md ./
 COPY posebh_cli ./posebh_cli
 COPY recipes ./recipes
+# Installs this checkout; its dependency ranges live in pyproject.toml.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[onnx]"
 
 WORKDIR /work
