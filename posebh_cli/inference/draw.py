@@ -1,0 +1,86 @@
+"""Overlays: skeletons drawn on images, and heatmaps blended on images.
+
+Images are RGB uint8 arrays [H, W, 3] (the colours of a `Skeleton` are RGB too); every function returns a
+new image and leaves its input untouched.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from posebh_cli.skeletons import Skeleton
+
+BOX_COLOR = (255, 255, 255)
+
+
+def line_sizes(image: np.ndarray) -> tuple[int, int]:
+    """(thickness, radius) that read well at this image size: about 0.3% and 0.5% of the longer side."""
+    side = max(image.shape[:2])
+    return max(1, round(side / 320)), max(2, round(side / 200))
+
+
+def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, kpt_thr: float = 0.3,
+              bbox: Iterable[float] | None = None) -> np.ndarray:
+    """One instance: links then keypoints (x, y, score [K, 3]); points under `kpt_thr` are not drawn.
+
+    `bbox` (x, y, w, h) draws the instance's box as a thin white frame.
+    """
+    canvas = np.ascontiguousarray(image).copy()
+    thickness, radius = line_sizes(canvas)
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    visible = keypoints[:, 2] >= kpt_thr
+    points = [(int(round(x)), int(round(y))) for x, y in keypoints[:, :2]]
+    if bbox is not None:
+        x, y, w, h = (float(v) for v in bbox)
+        cv2.rectangle(canvas, (round(x), round(y)), (round(x + w), round(y + h)), BOX_COLOR, max(1, thickness // 2),
+                      cv2.LINE_AA)
+    for (a, b), color in zip(skeleton.links, skeleton.link_colors):
+        if visible[a] and visible[b]:
+            cv2.line(canvas, points[a], points[b], tuple(int(c) for c in color), thickness, cv2.LINE_AA)
+    for k, color in enumerate(skeleton.keypoint_colors):
+        if visible[k]:
+            cv2.circle(canvas, points[k], radius, tuple(int(c) for c in color), -1, cv2.LINE_AA)
+    return canvas
+
+
+def draw_instances(image: np.ndarray, instances: list[dict], skeleton: Skeleton, kpt_thr: float = 0.3,
+                   draw_bbox: bool = True) -> np.ndarray:
+    """Every instance (dicts with `keypoints` [K, 3] and `bbox` xywh, as the predictor returns them)."""
+    canvas = np.ascontiguousarray(image).copy()
+    for inst in instances:
+        canvas = draw_pose(canvas, inst["keypoints"], skeleton, kpt_thr, inst.get("bbox") if draw_bbox else None)
+    return canvas
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """A [H, W] map with values in [0, 1] as an RGB jet image."""
+    scaled = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
+    bgr = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def blend_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a [h, w] heatmap (resized to the image) on the image; the colour weight grows with the heat.
+
+    Weighting by the heat keeps the picture visible where the map is cold.
+    """
+    height, width = image.shape[:2]
+    heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
+    if heat.shape != (height, width):
+        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+    weight = (alpha * heat)[..., None]
+    blended = image.astype(np.float32) * (1.0 - weight) + colorize(heat).astype(np.float32) * weight
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def max_heatmap(heatmaps: np.ndarray) -> np.ndarray:
+    """The max over keypoints of [K, h, w] heatmaps, each map scaled to a peak of 1 (so weak joints show)."""
+    heatmaps = np.maximum(np.asarray(heatmaps, dtype=np.float32), 0.0)
+    peaks = heatmaps.reshape(len(heatmaps), -1).max(axis=1)
+    scaled = heatmaps / np.maximum(peaks, 1e-6)[:, None, None]
+    return scaled.max(axis=0)
+
+
+__all__ = ["draw_pose", "draw_instances", "blend_heatmap", "colorize", "max_heatmap", "line_sizes"]
