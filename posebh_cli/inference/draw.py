@@ -83,4 +83,15 @@ def max_heatmap(heatmaps: np.ndarray) -> np.ndarray:
     return scaled.max(axis=0)
 
 
-__all__ = ["draw_pose", "draw_instances", "blend_heatmap", "colorize", "max_heatmap", "line_sizes"]
+def heatmap_to_image(heatmap: np.ndarray, matrix: np.ndarray, input_size: tuple[int, int],
+                     image_shape: tuple[int, ...]) -> np.ndarray:
+    """Paste a crop's [h, w] heatmap back into image space ([H, W], zero outside the crop).
+
+    `matrix` is the image -> model input affine that cut the crop; `input_size` is the input (w, h).
+    """
+    upsampled = cv2.resize(np.asarray(heatmap, dtype=np.float32), tuple(input_size), interpolation=cv2.INTER_LINEAR)
+    return cv2.warpAffine(upsampled, np.asarray(matrix, dtype=np.float64), (image_shape[1], image_shape[0]),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
+
+
+__all__ = ["heatmap_to_image", "draw_pose", "draw_instances", "blend_heatmap", "colorize", "max_heatmap", "line_sizes"]
