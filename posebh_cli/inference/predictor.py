@@ -1,0 +1,239 @@
+"""Top-down prediction: boxes in, keypoints in image coordinates out.
+
+For every box: padded center/scale (1.25), affine crop to the model input, ImageNet normalisation, one forward
+pass (plus one on the mirrored crop when flip test is on), decode with the dataset's codec, and the inverse
+affine back to the image. Crops of all images are batched together.
+
+Two sources of heatmaps:
+- "head": the heatmap head of one training dataset (with its expert in a ViTPose++ backbone);
+- "prototypes": the prototype heatmaps (|cos| between pixel embeddings and keypoint prototypes) of any
+  skeleton in the prototype bank, even one whose head is absent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from posebh_cli.data.codecs import make_codec
+from posebh_cli.data.topdown import box_to_center_scale, flip_heatmaps, get_warp_matrix, input_to_image, warp_image
+from posebh_cli.errors import PosebhError
+from posebh_cli.inference.nms import rescore
+from posebh_cli.skeletons import Skeleton, load_skeleton
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+BOX_PADDING = 1.25
+# ViTPose++ / PoseBH: UDP for COCO and MPII, MSRA for every other dataset.
+UDP_DATASETS = ("coco", "mpii")
+
+
+@dataclass
+class Target:
+    """What one Predictor predicts: a skeleton, where its heatmaps come from, and which expert runs."""
+
+    name: str                 # dataset name (head) or bank entry name (prototypes)
+    skeleton: Skeleton
+    dataset_idx: int          # expert / head index in model.datasets
+    keypoint_offset: int = 0  # first global prototype index (prototypes only)
+
+
+def _model_skeletons(model) -> list[Skeleton]:
+    return list(model.skeletons)
+
+
+def _bank_entries(model) -> list[tuple[str, Skeleton, int]]:
+    """(name, skeleton, global offset) of every skeleton in the prototype bank, in bank order."""
+    bank = getattr(model, "prototypes", None)
+    if bank is None:
+        raise PosebhError("this checkpoint has no prototype bank; use the heatmap heads (drop --prototypes)")
+    names = list(getattr(bank, "names", None) or model.datasets)
+    skeletons = list(getattr(bank, "skeletons", None) or _model_skeletons(model))
+    offsets, start = [], 0
+    for sk in skeletons:
+        offsets.append(start)
+        start += sk.num_keypoints
+    return list(zip(names, skeletons, offsets))
+
+
+def _match(name: str | None, skeleton: Skeleton | str | None, entries: list[tuple[str, Skeleton]]) -> int:
+    """Index of the entry named `name`, or of the first whose skeleton matches; the first entry by default."""
+    available = ", ".join(f"{n} ({sk.name})" for n, sk in entries)
+    if name is not None:
+        for i, (n, _) in enumerate(entries):
+            if n == name:
+                return i
+        for i, (_, sk) in enumerate(entries):  # a skeleton name is accepted where a dataset name is asked
+            if sk.name == name:
+                return i
+        raise PosebhError(f"the model has no dataset or skeleton '{name}'; available: {available}")
+    if skeleton is not None:
+        wanted = skeleton if isinstance(skeleton, Skeleton) else load_skeleton(skeleton)
+        for i, (_, sk) in enumerate(entries):
+            if sk.name == wanted.name and sk.keypoints == wanted.keypoints:
+                return i
+        raise PosebhError(f"the model has no head with skeleton '{wanted.name}'; available: {available}")
+    return 0
+
+
+def resolve_target(model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
+                   source: str = "head") -> Target:
+    """Pick the head (or prototype-bank entry) that predicts the requested dataset or skeleton."""
+    heads = list(zip(model.datasets, _model_skeletons(model)))
+    if source == "head":
+        i = _match(dataset, skeleton, heads)
+        return Target(name=heads[i][0], skeleton=heads[i][1], dataset_idx=i)
+    if source != "prototypes":
+        raise PosebhError(f"source must be 'head' or 'prototypes', got '{source}'")
+    entries = _bank_entries(model)
+    i = _match(dataset, skeleton, [(n, sk) for n, sk, _ in entries])
+    name, sk, offset = entries[i]
+    # The expert of the same dataset when the backbone has one; the first expert otherwise.
+    dataset_idx = list(model.datasets).index(name) if name in model.datasets else 0
+    return Target(name=name, skeleton=sk, dataset_idx=dataset_idx, keypoint_offset=offset)
+
+
+def _input_size(model) -> tuple[int, int]:
+    """(w, h) of the model input (models keep img_size as (h, w))."""
+    h, w = getattr(model, "img_size", None) or model.backbone.img_size
+    return int(w), int(h)
+
+
+def default_codec(model, dataset: str):
+    """The codec the checkpoint's recipe trained `dataset` with; else UDP for coco/mpii and MSRA for the rest.
+
+    The heatmap size is the recipe's `model.heatmap_size` ((h, w)), by default a quarter of the input.
+    """
+    input_w, input_h = _input_size(model)
+    recipe = getattr(model, "recipe", None) or {}
+    heatmap_hw = (recipe.get("model") or {}).get("heatmap_size") or (input_h // 4, input_w // 4)
+    name, sigma = ("udp" if dataset in UDP_DATASETS else "msra"), 2.0
+    for entry in recipe.get("datasets") or []:
+        if entry.get("name") == dataset:
+            name, sigma = entry.get("codec", name), float(entry.get("sigma", sigma))
+    return make_codec(name, input_size=(input_w, input_h), heatmap_size=(int(heatmap_hw[1]), int(heatmap_hw[0])),
+                      sigma=sigma)
+
+
+class Predictor:
+    """Batched top-down pose prediction with one model for one skeleton.
+
+    `predict(images, boxes_per_image, box_scores)` returns, per image, a list of instances:
+    {"keypoints": [K, 3] (x, y, score) in image pixels, "bbox": [x, y, w, h], "box_score", "score",
+     "center", "scale", "area"} where `score` = box score x mean of the keypoint scores above 0.2 and
+    `area` is the area of the padded box (what OKS-NMS uses).
+    """
+
+    def __init__(self, model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
+                 device: str | torch.device | None = None, batch_size: int = 32, flip: bool = True, codec=None,
+                 source: str = "head"):
+        if isinstance(model, (str, Path)):
+            from posebh_cli.models.checkpoint import load_model
+
+            model = load_model(model)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.target = resolve_target(model, dataset, skeleton, source)
+        self.source = source
+        self.skeleton = self.target.skeleton
+        self.codec = codec if codec is not None else default_codec(model, self.target.name)
+        self.input_size = _input_size(model)
+        self.batch_size = max(1, int(batch_size))
+        self.flip = flip
+
+    # ------------------------------------------------------------------ geometry
+    def crop(self, image: np.ndarray, bbox: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(crop [h, w, 3] uint8, center, scale) for one xywh box."""
+        width, height = self.input_size
+        center, scale = box_to_center_scale(bbox, aspect_ratio=width / height, padding=BOX_PADDING)
+        matrix = get_warp_matrix(center, scale, 0.0, self.input_size, use_udp=self.codec.use_udp)
+        return warp_image(image, matrix, self.input_size), center, scale
+
+    def to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 crops -> ImageNet-normalised [B, 3, h, w] float32 on the device."""
+        batch = (np.stack(crops).astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+
+    # ------------------------------------------------------------------ network
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Heatmaps [B, K, h, w] of the target skeleton for a normalised batch."""
+        dataset_idx = torch.full((len(images),), self.target.dataset_idx, dtype=torch.long, device=images.device)
+        if self.source == "head":
+            out = self.model(images, dataset_idx, heads="own")
+            return out["heatmaps"][self.target.dataset_idx]
+        out = self.model(images, dataset_idx, heads="own", with_embedding=True)
+        start = self.target.keypoint_offset
+        return self.model.prototypes.heatmaps(out["embeddings"], slice(start, start + self.skeleton.num_keypoints))
+
+    @torch.no_grad()
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """Heatmaps of a normalised batch, averaged with the mirrored batch when flip test is on.
+
+        Non-UDP codecs shift the mirrored maps by one pixel to undo the flip's off-by-one (MSRA convention).
+        """
+        heatmaps = self._forward(images)
+        if self.flip:
+            flipped = self._forward(images.flip(-1))
+            flipped = flip_heatmaps(flipped, self.skeleton.flip_indices, shift=not self.codec.use_udp)
+            heatmaps = (heatmaps + flipped) * 0.5
+        return heatmaps
+
+    # ------------------------------------------------------------------ prediction
+    def predict_crops(self, crops: list[np.ndarray], centers: np.ndarray, scales: np.ndarray,
+                      return_heatmaps: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Keypoints [N, K, 3] (x, y, score) in image pixels for crops cut at `centers`/`scales` [N, 2].
+
+        Runs in batches of `batch_size`; also returns the heatmaps [N, K, h, w] when asked (else None).
+        """
+        keypoints, maps = [], []
+        for start in range(0, len(crops), self.batch_size):
+            stop = start + self.batch_size
+            heatmaps = self.heatmaps(self.to_tensor(crops[start:stop])).float().cpu().numpy()
+            coords, scores = self.codec.decode(heatmaps)
+            xy = input_to_image(coords, centers[start:stop], scales[start:stop], self.input_size, self.codec.use_udp)
+            keypoints.append(np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float32))
+            if return_heatmaps:
+                maps.append(heatmaps)
+        if not keypoints:
+            return np.zeros((0, self.skeleton.num_keypoints, 3), np.float32), None
+        return np.concatenate(keypoints), (np.concatenate(maps) if return_heatmaps else None)
+
+    def predict(self, images: list[np.ndarray], boxes_per_image: list | None = None,
+                box_scores: list | None = None, return_heatmaps: bool = False) -> list[list[dict]]:
+        """Instances per image. Boxes are xywh; no boxes for an image (None) means the whole image.
+
+        With `return_heatmaps`, each instance also carries its `heatmaps` [K, h, w] and the `matrix` that cut
+        its crop (image -> model input), for overlays.
+        """
+        jobs = []  # (image index, bbox, box score)
+        for i, image in enumerate(images):
+            boxes = None if boxes_per_image is None else boxes_per_image[i]
+            if boxes is None:
+                height, width = image.shape[:2]
+                boxes, scores = [[0.0, 0.0, float(width), float(height)]], [1.0]
+            else:
+                scores = [1.0] * len(boxes) if box_scores is None or box_scores[i] is None else box_scores[i]
+            jobs.extend((i, [float(v) for v in box], float(s)) for box, s in zip(boxes, scores))
+
+        results: list[list[dict]] = [[] for _ in images]
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start:start + self.batch_size]
+            crops, centers, scales = zip(*(self.crop(images[i], box) for i, box, _ in chunk))
+            keypoints, maps = self.predict_crops(list(crops), np.stack(centers), np.stack(scales), return_heatmaps)
+            instance_scores = rescore(keypoints[:, :, 2], np.array([s for _, _, s in chunk]))
+            for j, (i, box, box_score) in enumerate(chunk):
+                center, scale = centers[j], scales[j]
+                inst = {"keypoints": keypoints[j], "bbox": box, "box_score": box_score,
+                        "score": float(instance_scores[j]), "center": center, "scale": scale,
+                        "area": float(scale[0] * scale[1])}
+                if return_heatmaps:
+                    inst["heatmaps"] = maps[j]
+                    inst["matrix"] = get_warp_matrix(center, scale, 0.0, self.input_size, self.codec.use_udp)
+                results[i].append(inst)
+        return results
+
+
+__all__ = ["Predictor", "Target", "resolve_target", "default_codec", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from posebh_cli.data.codecs import MSRAHeatmap, UDPHeatmap
+from posebh_cli.errors import PosebhError
+from posebh_cli.inference.predictor import Predictor
+from posebh_cli.models.pose_model import PoseModel
+from posebh_cli.skeletons import load_skeleton
+
+IMG_SIZE = (64, 48)  # (h, w): a tiny input keeps the test fast
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = PoseModel("vit_pico", ["coco", "ap10k"], [load_skeleton("coco"), load_skeleton("ap10k")],
+                  with_embedding=True, img_size=IMG_SIZE)
+    # Random heads give near-zero maps; larger output weights give peaks the decoder can find.
+    with torch.no_grad():
+        for head in m.heads:
+            head.final_layer.weight.normal_(0, 0.5)
+    return m.eval()
+
+
+def test_codec_defaults_and_head_selection(model):
+    assert isinstance(Predictor(model, dataset="coco").codec, UDPHeatmap)
+    ap10k = Predictor(model, skeleton="ap10k")
+    assert isinstance(ap10k.codec, MSRAHeatmap) and ap10k.target.dataset_idx == 1
+    assert Predictor(model).target.name == "coco"
+    proto = Predictor(model, dataset="ap10k", source="prototypes")
+    assert proto.target.keypoint_offset == 17 and proto.skeleton.name == "ap10k"
+    with pytest.raises(PosebhError, match="no dataset or skeleton 'mpii'"):
+        Predictor(model, dataset="mpii")
+
+
+@pytest.mark.parametrize("dataset", ["coco", "ap10k"])
+def test_flip_test_is_the_manual_flip_average(model, dataset):
+    images = torch.randn(2, 3, *IMG_SIZE)
+    plain = Predictor(model, dataset=dataset, flip=False)
+    flipped = Predictor(model, dataset=dataset, flip=True)
+    a = plain.heatmaps(images).numpy()
+    b = plain.heatmaps(images.flip(-1)).numpy()
+    mirror = b[:, plain.skeleton.flip_indices, :, ::-1]
+    if dataset != "coco":  # MSRA: shift the mirrored maps one pixel right; UDP: no shift
+        mirror = np.concatenate([mirror[..., :1], mirror[..., :-1]], axis=-1)
+    np.testing.assert_allclose(flipped.heatmaps(images).numpy(), (a + mirror) / 2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("codec", [MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16)),
+                                   UDPHeatmap(input_size=(48, 64), heatmap_size=(12, 16))])
+def test_heatmap_peak_maps_back_to_the_known_image_location(model, codec):
+    predictor = Predictor(model, dataset="coco", codec=codec, flip=False)
+    # Box 60x80 at (100, 50) has the input's aspect ratio; padded 1.25 -> 75x100 px around (130, 90).
+    center_input = (23.5, 31.5) if codec.use_udp else (24.0, 32.0)
+    points = {"center": (center_input, (130.0, 90.0))}
+    if not codec.use_udp:  # 12 input px left of center = 18.75 image px (75 / 48 image px per input px)
+        points["off"] = ((12.0, 16.0), (130.0 - 18.75, 90.0 - 25.0))
+    for input_xy, image_xy in points.values():
+        maps, _ = codec.encode(np.array([input_xy] * 17, np.float32), np.ones(17))
+        predictor.heatmaps = lambda batch, maps=maps: torch.from_numpy(np.repeat(maps[None], len(batch), 0))
+        [[inst]] = predictor.predict([np.zeros((200, 300, 3), np.uint8)], [[[100, 50, 60, 80]]], [[0.8]])
+        np.testing.assert_allclose(inst["keypoints"][:, :2], np.array([image_xy] * 17), atol=0.3)
+        assert np.isclose(inst["score"], 0.8 * inst["keypoints"][:, 2].mean())
+        assert np.isclose(inst["area"], 75 * 100)
+
+
+def test_predict_batches_crops_across_images(model):
+    astronaut, cat = skimage.data.astronaut(), skimage.data.chelsea()
+    predictor = Predictor(model, dataset="coco", batch_size=2)
+    results = predictor.predict([astronaut, cat], [None, [[10, 10, 100, 100], [50, 40, 200, 150]]],
+                                [None, [0.9, 0.5]])
+    assert [len(r) for r in results] == [1, 2]
+    assert results[0][0]["bbox"] == [0.0, 0.0, 512.0, 512.0] and results[1][1]["box_score"] == 0.5
+    # The same crop predicted alone gives the same keypoints (batching does not mix instances).
+    alone = Predictor(model, dataset="coco", batch_size=1).predict([cat], [[[50, 40, 200, 150]]])
+    np.testing.assert_allclose(alone[0][0]["keypoints"], results[1][1]["keypoints"], atol=1e-4)
+    # Prototype heatmaps of the AP-10K block come out in AP-10K's keypoint order.
+    proto = Predictor(model, dataset="ap10k", source="prototypes").predict([cat], return_heatmaps=True)
+    assert proto[0][0]["keypoints"].shape == (17, 3) and proto[0][0]["heatmaps"].shape == (17, 16, 12)
