@@ -1,0 +1,243 @@
+"""PoseBH training objective (CVPR 2025, §3): keypoint prototypes, cluster negatives, cross-type self-supervision.
+
+Per step the engine calls `losses` (named, weighted terms that it sums) and then `after_step` (momentum update of
+the prototypes from the pixels sampled in `losses`). All prototype math runs in fp32 even under autocast: the
+loss weights go down to 1e-8 and the Sinkhorn exponent is cos/0.05, neither of which survives fp16.
+
+Indexing: global keypoint j = model.keypoint_offsets[d] + local index k of dataset d (recipe order), and the
+prototype logits of a pixel are masked to its own dataset's K_d·M block. See docs/method-notes.md for every
+place where this differs from the released code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from posebh_cli.errors import input_error
+from posebh_cli.methods import prototype_ops as ops
+from posebh_cli.methods.prototype_ops import Clusters, Foreground
+
+LOSS_NAMES = ("heatmap", "proto", "proto_heatmap", "cluster", "css")
+
+
+@dataclass
+class PoseBHConfig:
+    """`method_config` of a PoseBH recipe. Defaults are the paper's (supplement C.1)."""
+
+    proto_heatmap_weight: float = 3.33e-6  # α
+    ppc_weight: float = 1.25e-7  # β
+    ppd_weight: float = 1.25e-8  # γ
+    cluster_weight: float = 0.01  # δ
+    css_weight: float = 0.001  # ζ
+    sinkhorn_kappa: float = 0.05
+    sinkhorn_iters: int = 3
+    momentum: float = 0.999  # λ
+    foreground_threshold: float = 0.0  # pixels with a target value above this are sampled
+    max_foreground_pixels: int = 32768  # per step, bounds the [N, J, M] logits
+    num_clusters: int = 96
+    kmeans_iters: int = 100
+    kmeans_seed: int = 0
+    css_conf_thr: float = 0.25
+    css_dist_thr: float = 2.1  # heatmap pixels
+    css_sigma: float = 2.0
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "PoseBHConfig":
+        raw = dict(raw or {})
+        known = {f.name: f for f in fields(cls)}
+        for key, value in raw.items():
+            if key not in known:
+                raise input_error("recipe", f"unknown key (known: {', '.join(known)})", field=f"method_config.{key}")
+            kind = int if known[key].type == "int" else float
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+                raise input_error("recipe", f"expected a number, got {value!r}", field=f"method_config.{key}")
+            raw[key] = kind(value)
+        return cls(**raw)
+
+
+class PoseBH:
+    def __init__(self, model, datasets: list, config: dict, accelerator=None):
+        self.model = model
+        self.accelerator = accelerator
+        self.config = PoseBHConfig.from_dict(config)
+        core = self._core()
+        if core.prototypes is None:
+            raise input_error("recipe", "method 'posebh' needs a model with prototypes", field="model.with_embedding")
+        if len(datasets) != len(core.datasets):
+            raise input_error("recipe", f"{len(datasets)} datasets but the model has {len(core.datasets)} heads",
+                              field="datasets")
+        self.dataset_names = [d.name for d in datasets]
+        num_keypoints = core.prototypes.prototypes.shape[0]
+        offsets = [int(o) for o in core.keypoint_offsets]
+        self.offsets = offsets
+        self.sizes = [end - start for start, end in zip(offsets, offsets[1:] + [num_keypoints])]
+        # Dataset of every global keypoint: masks logits to the pixel's own dataset block.
+        self._keypoint_dataset = torch.repeat_interleave(torch.arange(len(offsets)), torch.tensor(self.sizes))
+        self.clusters: Clusters | None = None
+        self._pending: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+
+    # ------------------------------------------------------------------------------------------------ helpers
+
+    def _core(self):
+        """The model without its DDP wrapper: prototypes and offsets live there."""
+        return self.accelerator.unwrap_model(self.model) if self.accelerator is not None else self.model
+
+    @property
+    def _bank(self) -> Tensor:
+        return self._core().prototypes.prototypes
+
+    def keypoint_dataset(self, device: torch.device) -> Tensor:
+        if self._keypoint_dataset.device != device:  # the engine may move the model after building the method
+            self._keypoint_dataset = self._keypoint_dataset.to(device)
+        return self._keypoint_dataset
+
+    def _num_processes(self) -> int:
+        return self.accelerator.num_processes if self.accelerator is not None else 1
+
+    def _pixel_weight(self, labels: Tensor, confidence: Tensor) -> Tensor:
+        """c_n / N_d: confidence-weighted mean over each dataset's pixels (Eqs. 5–6), summed over datasets."""
+        dataset = self.keypoint_dataset(labels.device)[labels]
+        per_dataset = torch.bincount(dataset, minlength=len(self.offsets)).clamp_min(1)
+        return confidence / per_dataset[dataset]
+
+    def _proto_terms(self, fg: Foreground, bank: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """PPC, PPD of sampled pixels against their dataset's prototypes; also the Sinkhorn assignment and weight."""
+        logits = ops.cosine_logits(fg.embeddings.float(), bank)  # [N, J, M]
+        own_scores = logits.detach()[torch.arange(len(fg.labels), device=logits.device), fg.labels]  # [N, M]
+        q = ops.sinkhorn(own_scores, fg.labels, self.config.sinkhorn_kappa, self.config.sinkhorn_iters)
+        weight, assign = q.max(dim=1)  # Eq. 3 takes the argmax; Eq. 4 weighs with the max
+        keypoint_dataset = self.keypoint_dataset(logits.device)
+        other = keypoint_dataset[None, :] != keypoint_dataset[fg.labels][:, None]  # [N, J]
+        logits = logits.masked_fill(other[:, :, None], float("-inf"))
+        ppc, ppd = ops.ppc_ppd(logits, fg.labels, assign, self._pixel_weight(fg.labels, fg.confidence))
+        return ppc, ppd, assign, weight
+
+    def _proto_group(self, fg: Foreground, bank: Tensor) -> tuple[Tensor, Tensor]:
+        ppc, ppd, _, _ = self._proto_terms(fg, bank)
+        return self.config.ppc_weight * ppc, self.config.ppd_weight * ppd
+
+    def _heatmap_loss(self, heatmaps: list[Tensor], batch: dict) -> Tensor:
+        """Per-head JointsMSE on the head's own samples, summed over heads (Eq. 10's L_hm)."""
+        total = heatmaps[0].sum() * 0.0
+        for d, pred in enumerate(heatmaps):
+            rows = batch["dataset_idx"] == d
+            k = self.sizes[d]
+            total = total + ops.joints_mse(pred[rows], batch["heatmaps"][rows, :k], batch["target_weight"][rows, :k])
+        return total
+
+    # ------------------------------------------------------------------------------------------------ API
+
+    def losses(self, batch: dict, stage) -> dict[str, Tensor]:
+        active = set(stage.losses)
+        unknown = active - set(LOSS_NAMES)
+        if unknown:
+            raise input_error("recipe", f"unknown loss {sorted(unknown)[0]!r} for posebh (known: {', '.join(LOSS_NAMES)})",
+                              field=f"stages.{stage.name}.losses")
+        update = stage.prototypes == "update"
+        needs_embedding = bool(active - {"heatmap"}) or update
+        out = self.model(batch["images"], batch["dataset_idx"], heads="all", with_embedding=needs_embedding)
+        terms: dict[str, Tensor] = {}
+        if "heatmap" in active:
+            terms["heatmap"] = self._heatmap_loss(out["heatmaps"], batch)
+        if not needs_embedding:
+            return terms
+
+        device_type = batch["images"].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            terms.update(self._embedding_losses(out, batch, stage, active, update))
+        return terms
+
+    def _embedding_losses(self, out: dict, batch: dict, stage, active: set, update: bool) -> dict[str, Tensor]:
+        cfg = self.config
+        embeddings = out["embeddings"].float()
+        bank = self._bank.detach().float()
+        dataset_idx = batch["dataset_idx"]
+        offsets = torch.tensor(self.offsets, device=dataset_idx.device)
+        terms: dict[str, Tensor] = {}
+
+        if active & {"proto", "cluster"} or update:
+            fg = ops.sample_foreground(batch["heatmaps"], batch["target_weight"], embeddings, offsets[dataset_idx],
+                                      cfg.foreground_threshold, cfg.max_foreground_pixels)
+            ppc, ppd, assign, weight = self._proto_terms(fg, bank)
+            if "proto" in active:
+                terms["proto_ppc"] = cfg.ppc_weight * ppc
+                terms["proto_ppd"] = cfg.ppd_weight * ppd
+            if update:
+                self._pending.append((fg.embeddings.detach(), fg.labels, assign, weight))
+            if "cluster" in active:
+                terms["cluster"] = self._cluster_loss(fg, stage)
+
+        if active & {"proto_heatmap", "css"}:
+            phm_terms = []
+            css_terms = []
+            for d, (start, k) in enumerate(zip(self.offsets, self.sizes)):
+                own = dataset_idx == d
+                rows = torch.ones_like(own) if "css" in active else own
+                phm = ops.prototype_heatmaps(embeddings[rows], bank[start:start + k])
+                own_phm = phm[own[rows]]
+                if "proto_heatmap" in active:
+                    phm_terms.append(ops.joints_mse(own_phm, batch["heatmaps"][own, :k], batch["target_weight"][own, :k]))
+                if "css" in active and (~own).any():
+                    css_terms.append(self._css_loss(d, out["heatmaps"][d][~own].float(), phm[~own], embeddings[~own]))
+            if phm_terms:
+                terms["proto_heatmap"] = cfg.proto_heatmap_weight * torch.stack(phm_terms).sum()
+            if "css" in active:
+                terms["css"] = cfg.css_weight * (torch.stack(css_terms).sum() if css_terms else embeddings.sum() * 0.0)
+        return terms
+
+    def _cluster_loss(self, fg: Foreground, stage) -> Tensor:
+        """Cross-dataset negatives: PPC/PPD against every cluster, target = the cluster of the pixel's keypoint."""
+        if self.clusters is None:
+            raise input_error("recipe", "loss 'cluster' needs 'cluster_prototypes' in on_start of this or an "
+                              "earlier stage", field=f"stages.{stage.name}.losses")
+        c = self.clusters
+        logits = ops.cosine_logits(fg.embeddings.float(), c.prototypes)  # [N, C, M']
+        logits = logits.masked_fill(~c.valid[None], float("-inf"))
+        target = c.keypoint_cluster[fg.labels]
+        # Within the target cluster the nearest valid member is the positive (the clusters are frozen).
+        slot = logits.detach()[torch.arange(len(target), device=logits.device), target].argmax(dim=1)
+        ppc, ppd = ops.ppc_ppd(logits, target, slot, self._pixel_weight(fg.labels, fg.confidence))
+        return self.config.cluster_weight * (self.config.ppc_weight * ppc + self.config.ppd_weight * ppd)
+
+    def _css_loss(self, d: int, head: Tensor, phm: Tensor, embeddings: Tensor) -> Tensor:
+        """Eq. 8 for dataset d on the other datasets' samples: head MSE + prototype losses against pseudo labels."""
+        cfg = self.config
+        pseudo, weight = ops.css_pseudo_labels(head, phm, cfg.css_conf_thr, cfg.css_dist_thr, cfg.css_sigma)
+        loss = ops.joints_mse(head, pseudo, weight) + cfg.proto_heatmap_weight * ops.joints_mse(phm, pseudo, weight)
+        offset = torch.full((len(head),), self.offsets[d], device=head.device, dtype=torch.long)
+        fg = ops.sample_foreground(pseudo, weight, embeddings, offset, cfg.foreground_threshold,
+                                   cfg.max_foreground_pixels)
+        ppc, ppd = self._proto_group(fg, self._bank.detach().float())
+        return loss + ppc + ppd
+
+    @torch.no_grad()
+    def after_step(self, batch: dict, stage) -> None:
+        """Momentum update (Eq. 4) from the pixels of this step, then average the bank over processes."""
+        pending, self._pending = self._pending, []
+        if stage.prototypes != "update":
+            return
+        bank = self._core().prototypes.prototypes
+        new = bank.float()
+        if pending:
+            emb, labels, assign, weight = (torch.cat(parts) for parts in zip(*pending))
+            new = ops.momentum_update(new, emb, labels, assign, weight, self.config.momentum)
+        # Every process joins the all-reduce, even one that sampled no pixel, or the collective would hang.
+        new = ops.l2_normalize(ops.all_reduce_mean(new, self._num_processes()))
+        bank.copy_(new.to(bank.dtype))
+
+    def on_stage_start(self, stage) -> None:
+        if "cluster_prototypes" in stage.on_start:
+            bank = self._bank
+            num_keypoints, per_keypoint = bank.shape[:2]
+            # Never more clusters than half the keypoints: a cluster should gather related keypoints.
+            k = max(1, min(self.config.num_clusters, num_keypoints // 2))
+            self.clusters = ops.build_clusters(bank, k, per_keypoint, self.config.kmeans_iters, self.config.kmeans_seed)
+
+    def state_dict(self) -> dict:
+        return {"clusters": None if self.clusters is None else self.clusters.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        clusters = state.get("clusters")
+        self.clusters = None if clusters is None else Clusters.from_state_dict(clusters, self._bank.device)

@@ -1,0 +1,148 @@
+"""The PoseBH method class on a tiny fake model with the PoseModel interface (methods/posebh.py)."""
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from posebh_cli.data.codecs import gaussian_heatmaps
+from posebh_cli.errors import PosebhError
+from posebh_cli.methods.posebh import PoseBH
+from posebh_cli.models.prototypes import PrototypeBank
+
+SIZES = (2, 3)  # two datasets: keypoints 0-1 and 2-4 in the bank
+H, W = 16, 12
+
+
+class FakeModel(nn.Module):
+    """Per-pixel 1×1 convs standing in for the heads and the embedding module."""
+
+    def __init__(self, sizes=SIZES, embed_dim=8, per_keypoint=3):
+        super().__init__()
+        self.datasets = [f"d{i}" for i in range(len(sizes))]
+        self.keypoint_offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.prototypes = PrototypeBank(sum(sizes), per_keypoint, embed_dim)
+        self.embed = nn.Conv2d(3, embed_dim, 1)
+        self.heads = nn.ModuleList(nn.Conv2d(3, k, 1) for k in sizes)
+        for head in self.heads:
+            nn.init.constant_(head.bias, 0.5)  # positive peaks, so CSS has something to pair
+
+    def forward(self, images, dataset_idx, heads="all", with_embedding=False):
+        x = F.adaptive_avg_pool2d(images, (H, W))
+        out = {"heatmaps": [head(x) for head in self.heads]}
+        if with_embedding:
+            out["embeddings"] = F.normalize(self.embed(x), dim=1)
+        return out
+
+
+@dataclass
+class Stage:
+    name: str = "s"
+    losses: tuple = ("heatmap", "proto", "proto_heatmap")
+    prototypes: str = "update"
+    trainable: tuple = ()
+    on_start: tuple = field(default_factory=tuple)
+
+
+def make_batch(dataset_idx, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    b = len(dataset_idx)
+    kmax = max(SIZES)
+    centres = torch.rand(b, kmax, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])
+    visible = torch.zeros(b, kmax)
+    for row, d in enumerate(dataset_idx):
+        visible[row, : SIZES[d]] = 1
+    heatmaps, weight = gaussian_heatmaps(centres, visible, (W, H), 2.0, subpixel=False)
+    return {"images": torch.randn(b, 3, 32, 24, generator=g), "heatmaps": heatmaps, "target_weight": weight,
+            "dataset_idx": torch.tensor(dataset_idx), "keypoints": torch.zeros(b, kmax, 3), "meta": [{}] * b}
+
+
+def make_method(config=None, model=None):
+    torch.manual_seed(0)
+    model = model or FakeModel()
+    datasets = [SimpleNamespace(name=n) for n in model.datasets]
+    return PoseBH(model, datasets, config or {}, accelerator=None), model
+
+
+def test_a_dataset_1_batch_updates_only_dataset_1_prototypes_of_labelled_keypoints():
+    method, model = make_method({"momentum": 0.5})
+    batch = make_batch([1, 1])
+    batch["heatmaps"][:, 1] = 0  # local keypoint 1 of dataset 1 (global 3) has no foreground
+    batch["target_weight"][:, 1] = 0
+    before = model.prototypes.prototypes.clone()
+    method.losses(batch, Stage())
+    method.after_step(batch, Stage())
+    after = model.prototypes.prototypes
+    moved = (after - before).abs().amax(dim=(1, 2)) > 1e-6
+    assert moved.tolist() == [False, False, True, False, True]  # global 2 and 4 = dataset 1's keypoints 0 and 2
+    assert torch.allclose(after.norm(dim=-1), torch.ones(5, 3), atol=1e-5)
+
+
+def test_frozen_prototypes_do_not_move_and_nothing_is_kept_pending():
+    method, model = make_method()
+    before = model.prototypes.prototypes.clone()
+    stage = Stage(prototypes="frozen")
+    method.losses(make_batch([0, 1]), stage)
+    method.after_step(None, stage)
+    assert torch.equal(model.prototypes.prototypes, before) and method._pending == []
+
+
+def test_ppc_masks_logits_to_the_pixel_dataset_and_weights_by_confidence():
+    # One keypoint per dataset and M = 1: with the other dataset masked, CE is over one logit and must be 0;
+    # PPD is the confidence-weighted mean of (1 - cos)^2 over the dataset's pixels.
+    model = FakeModel(sizes=(1, 1), per_keypoint=1)
+    method, _ = make_method(model=model)
+    from posebh_cli.methods.prototype_ops import Foreground, cosine_logits
+
+    emb = F.normalize(torch.randn(3, 8), dim=-1)
+    fg = Foreground(emb, torch.tensor([1, 1, 0]), torch.tensor([0.5, 1.0, 0.2]), torch.tensor([0, 0, 1]))
+    bank = model.prototypes.prototypes
+    ppc, ppd, assign, _ = method._proto_terms(fg, bank)
+    cos = cosine_logits(emb, bank)[torch.arange(3), fg.labels, 0]
+    expected_ppd = (0.5 * (1 - cos[0]) ** 2 + 1.0 * (1 - cos[1]) ** 2) / 2 + 0.2 * (1 - cos[2]) ** 2
+    assert ppc.item() == pytest.approx(0.0, abs=1e-6)
+    assert ppd.item() == pytest.approx(expected_ppd.item(), rel=1e-5)
+    assert assign.tolist() == [0, 0, 0]
+
+
+def test_all_loss_terms_are_finite_non_zero_and_reach_the_embedding():
+    method, model = make_method({"css_conf_thr": 0.0, "css_dist_thr": 100.0})
+    stage = Stage(losses=("heatmap", "proto", "proto_heatmap", "cluster", "css"), on_start=("cluster_prototypes",))
+    method.on_stage_start(stage)
+    terms = method.losses(make_batch([0, 1, 1, 0]), stage)
+    assert set(terms) == {"heatmap", "proto_ppc", "proto_ppd", "proto_heatmap", "cluster", "css"}
+    for name, value in terms.items():
+        assert torch.isfinite(value) and value.item() != 0, name
+    sum(terms.values()).backward()
+    assert model.embed.weight.grad.abs().sum() > 0 and model.heads[1].weight.grad.abs().sum() > 0
+
+
+def test_default_weights_are_the_paper_values():
+    method, _ = make_method()
+    cfg = method.config
+    assert (cfg.proto_heatmap_weight, cfg.ppc_weight, cfg.ppd_weight, cfg.cluster_weight, cfg.css_weight) == (
+        3.33e-6, 1.25e-7, 1.25e-8, 0.01, 0.001)
+    assert (cfg.sinkhorn_kappa, cfg.sinkhorn_iters, cfg.momentum) == (0.05, 3, 0.999)
+
+
+def test_cluster_state_round_trips_for_resume():
+    method, model = make_method()
+    method.on_stage_start(Stage(on_start=("cluster_prototypes",)))
+    state = method.state_dict()
+    fresh, _ = make_method(model=model)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.clusters.keypoint_cluster, method.clusters.keypoint_cluster)
+    assert torch.equal(fresh.clusters.prototypes, method.clusters.prototypes)
+    assert method.clusters.prototypes.shape[0] == 2  # min(96, J // 2) with J = 5
+
+
+def test_user_mistakes_are_reported_with_the_recipe_field():
+    with pytest.raises(PosebhError, match="method_config.kappa"):
+        make_method({"kappa": 0.1})
+    with pytest.raises(PosebhError, match="method_config.sinkhorn_iters"):
+        make_method({"sinkhorn_iters": "three"})
+    method, _ = make_method()
+    with pytest.raises(PosebhError, match="cluster_prototypes"):
+        method.losses(make_batch([0]), Stage(losses=("cluster",)))
