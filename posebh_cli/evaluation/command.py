@@ -1,0 +1,94 @@
+"""What `posebh evaluate` does: score a results file, or run a checkpoint on a prepared split; write metrics.
+
+The CLI parses options and prints; the choice of mode, file reading and the atomic metrics write live here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from rich.table import Table
+
+from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.evaluation import evaluate_predictions, protocol_for
+from posebh_cli.skeletons import load_skeleton
+
+
+def load_json(path: str | Path):
+    """Parsed JSON of `path`; a missing file or bad JSON is a one-line user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise input_error(path, f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise input_error(path, "not a UTF-8 text file") from None
+
+
+def evaluate_results_file(results: str | Path, annotations: str | Path, skeleton: str,
+                          protocol: str | None = None) -> dict[str, float]:
+    """Score a COCO results file against a COCO keypoint annotation file (no model involved)."""
+    sk = load_skeleton(skeleton)
+    gt = load_json(annotations)
+    predictions = load_json(results)
+    return evaluate_predictions(gt, predictions, sk, protocol or protocol_for(sk.name), gt_name=str(annotations),
+                                results_name=str(results))
+
+
+def write_metrics(metrics: dict[str, float], path: str | Path) -> None:
+    """Write metrics as one flat JSON object (NaN as null) through a temporary sibling, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(clean, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def metrics_table(metrics: dict[str, float], title: str = "metrics") -> Table:
+    """A two-column rich table; rates print with four decimals, EPE in pixels."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def run_evaluate(results: Path | None = None, annotations: Path | None = None, skeleton: str | None = None,
+                 protocol: str | None = None, checkpoint: Path | None = None, data: Path | None = None,
+                 split: str = "val", boxes: Path | None = None, flip: bool = True, dataset: str | None = None,
+                 batch_size: int = 32, device: str | None = None, output: Path | None = None) -> dict[str, float]:
+    """`posebh evaluate` in either mode; writes `output` when given and returns the metrics."""
+    if results is not None and checkpoint is not None:
+        raise PosebhError("give either --results (score a file) or --checkpoint (run a model), not both")
+    if results is not None:
+        if annotations is None or skeleton is None:
+            raise PosebhError("--results needs --annotations GT.json and --skeleton NAME")
+        metrics = evaluate_results_file(results, annotations, skeleton, protocol)
+    elif checkpoint is not None:
+        if data is None:
+            raise PosebhError("--checkpoint needs --data PREPARED (a prepared dataset folder)")
+        if protocol is not None:
+            raise PosebhError("--protocol applies to --results; a checkpoint run uses its dataset's protocol")
+        from posebh_cli.inference.evaluate import evaluate_checkpoint
+
+        metrics = evaluate_checkpoint(checkpoint, data, split, boxes=boxes, flip=flip, dataset=dataset,
+                                      batch_size=batch_size, device=device)
+    else:
+        raise PosebhError("give --results with --annotations and --skeleton, or --checkpoint with --data")
+    if output is not None:
+        write_metrics(metrics, output)
+    return metrics
