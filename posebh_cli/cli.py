@@ -75,6 +75,37 @@ def skeletons_show(name: str = typer.Argument(..., help="Built-in skeleton name 
         console.print(sk.notes)
 
 
+# ---------------------------------------------------------------- predict
+@app.command("predict")
+@_user_errors
+def predict(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images or a video."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder, .safetensors or official .pth."),
+    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Use the head with this skeleton."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Use this dataset's head (and expert)."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="COCO detection file (matched by file name or id)."),
+    whole_image: bool = typer.Option(False, "--whole-image", help="One box per image/frame (default without --boxes)."),
+    out: Path = typer.Option(Path("predictions"), "--out", help="Output folder for JSON and overlays."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per forward pass."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)."),
+    prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Predict from the prototype heatmaps of "
+                                             "this dataset/skeleton in the prototype bank."),
+    kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Keypoints under this score are not drawn."),
+    bbox_thr: float = typer.Option(0.0, "--bbox-thr", help="Ignore detection boxes under this score."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
+) -> None:
+    """Predict keypoints on images, folders or videos: one JSON per input plus overlays."""
+    from posebh_cli.inference.run import run_predict
+
+    summary = run_predict(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
+                          whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
+                          kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device,
+                          warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True))
+    console.print(f"{summary.inputs} input(s), {summary.instances} instance(s), {summary.skipped} skipped")
+    console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)
+    console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)
+
+
 def main() -> None:
     app()
 

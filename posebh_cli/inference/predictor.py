@@ -11,6 +11,7 @@ Two sources of heatmaps:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -96,19 +97,31 @@ def resolve_target(model, dataset: str | None = None, skeleton: Skeleton | str |
     return Target(name=name, skeleton=sk, dataset_idx=dataset_idx, keypoint_offset=offset)
 
 
+def load_checkpoint(path: str | Path, device: str | None = None):
+    """(model, recipe dict or None) from a checkpoint; the recipe is read from the model.json beside the weights."""
+    from posebh_cli.models.checkpoint import META_NAME, load_model
+
+    model = load_model(path, device or "cpu")
+    path = Path(path)
+    meta_path = path / META_NAME if path.is_dir() else path.parent / META_NAME
+    recipe = None
+    if meta_path.is_file():
+        recipe = json.loads(meta_path.read_text()).get("recipe")
+    return model, recipe if isinstance(recipe, dict) else None
+
+
 def _input_size(model) -> tuple[int, int]:
     """(w, h) of the model input (models keep img_size as (h, w))."""
     h, w = getattr(model, "img_size", None) or model.backbone.img_size
     return int(w), int(h)
 
 
-def default_codec(model, dataset: str):
-    """The codec the checkpoint's recipe trained `dataset` with; else UDP for coco/mpii and MSRA for the rest.
-
-    The heatmap size is the recipe's `model.heatmap_size` ((h, w)), by default a quarter of the input.
+def default_codec(model, dataset: str, recipe: dict | None = None):
+    """The codec the recipe (a checkpoint's `recipe` dict) trained `dataset` with; else UDP for coco/mpii and
+    MSRA for the rest. The heatmap size is the recipe's `model.heatmap_size` ((h, w)), else a quarter of the input.
     """
     input_w, input_h = _input_size(model)
-    recipe = getattr(model, "recipe", None) or {}
+    recipe = recipe or getattr(model, "recipe", None) or {}
     heatmap_hw = (recipe.get("model") or {}).get("heatmap_size") or (input_h // 4, input_w // 4)
     name, sigma = ("udp" if dataset in UDP_DATASETS else "msra"), 2.0
     for entry in recipe.get("datasets") or []:
@@ -121,6 +134,9 @@ def default_codec(model, dataset: str):
 class Predictor:
     """Batched top-down pose prediction with one model for one skeleton.
 
+    `model` is a PoseModel or a checkpoint path; `dataset` / `skeleton` pick the head (the first by default);
+    `recipe` is the checkpoint's recipe dict, read for the dataset's codec (see `default_codec`).
+
     `predict(images, boxes_per_image, box_scores)` returns, per image, a list of instances:
     {"keypoints": [K, 3] (x, y, score) in image pixels, "bbox": [x, y, w, h], "box_score", "score",
      "center", "scale", "area"} where `score` = box score x mean of the keypoint scores above 0.2 and
@@ -129,17 +145,16 @@ class Predictor:
 
     def __init__(self, model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
                  device: str | torch.device | None = None, batch_size: int = 32, flip: bool = True, codec=None,
-                 source: str = "head"):
+                 source: str = "head", recipe: dict | None = None):
         if isinstance(model, (str, Path)):
-            from posebh_cli.models.checkpoint import load_model
-
-            model = load_model(model)
+            model, checkpoint_recipe = load_checkpoint(model)
+            recipe = recipe or checkpoint_recipe
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.target = resolve_target(model, dataset, skeleton, source)
         self.source = source
         self.skeleton = self.target.skeleton
-        self.codec = codec if codec is not None else default_codec(model, self.target.name)
+        self.codec = codec if codec is not None else default_codec(model, self.target.name, recipe)
         self.input_size = _input_size(model)
         self.batch_size = max(1, int(batch_size))
         self.flip = flip
@@ -236,4 +251,4 @@ class Predictor:
         return results
 
 
-__all__ = ["Predictor", "Target", "resolve_target", "default_codec", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Predictor", "load_checkpoint", "Target", "resolve_target", "default_codec", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -1,0 +1,275 @@
+"""`posebh predict`: images, folders and videos in; one JSON per input and overlays out.
+
+Boxes come from a COCO detection file (a list of {image_id, bbox, score} or a COCO dict with images and
+annotations), matched to an input by file name or by image id (a numeric file stem, or the frame index in a
+video); without a box file every image or frame is one whole-image box. With detector boxes the instances are
+rescored and filtered by OKS-NMS, as in the COCO test protocol. Everything is written into a temp sibling of the
+output folder and moved into place at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.inference import draw, io
+from posebh_cli.inference.nms import oks_nms
+from posebh_cli.inference.predictor import Predictor, load_checkpoint
+
+NMS_THRESHOLD = 0.9
+
+
+@dataclass
+class BoxIndex:
+    """Detection boxes keyed by file name and by image id."""
+
+    by_name: dict[str, list[tuple[list[float], float]]] = field(default_factory=dict)
+    by_id: dict[int, list[tuple[list[float], float]]] = field(default_factory=dict)
+
+    def lookup(self, file_name: str | None, image_id: int | None) -> tuple[list, list]:
+        """(boxes, scores) for an input; empty lists when the file has none for it."""
+        entries = self.by_name.get(file_name, []) if file_name else []
+        if not entries and image_id is not None:
+            entries = self.by_id.get(image_id, [])
+        return [b for b, _ in entries], [s for _, s in entries]
+
+
+def load_boxes(path: str | Path, score_thr: float = 0.0) -> BoxIndex:
+    """Read a COCO detection list or a COCO dict; boxes under `score_thr` are dropped."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise input_error(path, f"cannot read the box file ({exc})") from None
+    names: dict[int, str] = {}
+    if isinstance(data, dict):
+        names = {img.get("id"): Path(str(img.get("file_name", ""))).name for img in data.get("images", [])}
+        data = data.get("annotations")
+    if not isinstance(data, list):
+        raise input_error(path, "expected a list of detections or a COCO dict with 'annotations'")
+    index = BoxIndex()
+    for n, det in enumerate(data):
+        record = f"#{n}"
+        if not isinstance(det, dict):
+            raise input_error(path, "expected an object", record=record)
+        box = det.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            raise input_error(path, f"expected [x, y, w, h], got {box!r}", record=record, field="bbox")
+        score = det.get("score", 1.0)
+        if not isinstance(score, (int, float)):
+            raise input_error(path, f"expected a number, got {score!r}", record=record, field="score")
+        if score < score_thr or box[2] <= 0 or box[3] <= 0:
+            continue
+        entry = ([float(v) for v in box], float(score))
+        file_name = det.get("file_name") or names.get(det.get("image_id"))
+        if file_name:
+            index.by_name.setdefault(Path(str(file_name)).name, []).append(entry)
+        if isinstance(det.get("image_id"), int):
+            index.by_id.setdefault(det["image_id"], []).append(entry)
+    return index
+
+
+def _numeric_id(path: Path) -> int | None:
+    return int(path.stem) if path.stem.isdigit() else None
+
+
+def coco_entries(instances: list[dict], image_id: int | None) -> list[dict]:
+    """Instances as COCO results entries (flat keypoints, score, category 1) plus the box and its score."""
+    out = []
+    for inst in instances:
+        out.append({"image_id": image_id, "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in np.asarray(inst["keypoints"]).reshape(-1)],
+                    "score": round(float(inst["score"]), 5), "bbox": [round(float(v), 2) for v in inst["bbox"]],
+                    "box_score": round(float(inst["box_score"]), 5)})
+    return out
+
+
+def _nms(instances: list[dict], sigmas) -> list[dict]:
+    if len(instances) < 2:
+        return instances
+    keep = oks_nms(np.stack([i["keypoints"][:, :2] for i in instances]), np.array([i["score"] for i in instances]),
+                   np.array([i["area"] for i in instances]), np.asarray(sigmas), NMS_THRESHOLD)
+    return [instances[k] for k in keep]
+
+
+@dataclass
+class PredictSummary:
+    out_dir: Path
+    inputs: int = 0
+    skipped: int = 0
+    instances: int = 0
+    json_files: list[Path] = field(default_factory=list)
+    overlays: list[Path] = field(default_factory=list)
+
+
+class _Writer:
+    """Turns one image's instances into its JSON record and overlay."""
+
+    def __init__(self, predictor: Predictor, tmp_dir: Path, use_nms: bool, kpt_thr: float, heat: bool):
+        self.predictor, self.tmp_dir, self.use_nms, self.kpt_thr, self.heat = predictor, tmp_dir, use_nms, kpt_thr, heat
+        self.names = list(predictor.skeleton.keypoints)
+
+    def finish(self, image: np.ndarray, instances: list[dict], image_id: int | None) -> tuple[np.ndarray, list[dict]]:
+        """(overlay, COCO entries) for one image."""
+        if self.use_nms:
+            instances = _nms(instances, self.predictor.skeleton.sigmas)
+        canvas = image
+        if self.heat and instances:
+            pasted = [draw.heatmap_to_image(draw.max_heatmap(i["heatmaps"]), i["matrix"], self.predictor.input_size,
+                                            image.shape) for i in instances]
+            canvas = draw.blend_heatmap(image, np.max(pasted, axis=0))
+        canvas = draw.draw_instances(canvas, instances, self.predictor.skeleton, self.kpt_thr)
+        return canvas, coco_entries(instances, image_id)
+
+    def header(self, file_name: str) -> dict:
+        return {"file_name": file_name, "skeleton": self.predictor.skeleton.name, "keypoint_names": self.names,
+                "source": self.predictor.source, "head": self.predictor.target.name}
+
+
+def _write_json(path: Path, record: dict) -> None:
+    path.write_text(json.dumps(record, indent=1))
+
+
+def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, boxes: BoxIndex | None,
+                    summary: PredictSummary, progress: Progress, warn: Callable[[str], None]) -> None:
+    task = progress.add_task("predict", total=len(paths))
+    pending: list[io.InputImage] = []
+
+    def flush() -> None:
+        per_image = [boxes.lookup(item.path.name, _numeric_id(item.path)) if boxes else (None, None)
+                     for item in pending]
+        results = predictor.predict([item.image for item in pending], [b for b, _ in per_image],
+                                    [s for _, s in per_image], return_heatmaps=writer.heat)
+        for item, instances in zip(pending, results):
+            overlay, entries = writer.finish(item.image, instances, _numeric_id(item.path))
+            record = writer.header(item.path.name) | {"width": item.image.shape[1], "height": item.image.shape[0],
+                                                      "predictions": entries}
+            json_path = writer.tmp_dir / f"{item.path.stem}.json"
+            overlay_path = writer.tmp_dir / f"{item.path.stem}.overlay.jpg"
+            _write_json(json_path, record)
+            io.write_image(overlay_path, overlay)
+            summary.json_files.append(json_path.name)
+            summary.overlays.append(overlay_path.name)
+            summary.inputs += 1
+            summary.instances += len(entries)
+            progress.advance(task)
+        pending.clear()
+
+    def skip(message: str) -> None:
+        warn(message)
+        summary.skipped += 1
+        progress.advance(task)
+
+    for item in io.iter_images(paths, skip):
+        pending.append(item)
+        if len(pending) >= predictor.batch_size:
+            flush()
+    if pending:
+        flush()
+
+
+def _predict_video(path: Path, predictor: Predictor, writer: _Writer, boxes: BoxIndex | None,
+                   summary: PredictSummary, progress: Progress) -> None:
+    capture, info = io.open_video(path)
+    task = progress.add_task(f"predict {path.name}", total=info.frames or None)
+    # MP4 inputs get an MP4 overlay; every other container gets MJPEG in AVI, which OpenCV always writes.
+    suffix = ".mp4" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else ".avi"
+    overlay_path = writer.tmp_dir / f"{path.stem}.overlay{suffix}"
+    video = io.VideoOutput(overlay_path, info.fps, info.width, info.height)
+    frames_out: list[dict] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        first = len(frames_out)
+        per_frame = [boxes.lookup(None, first + n) if boxes else (None, None) for n in range(len(pending))]
+        results = predictor.predict(pending, [b for b, _ in per_frame], [s for _, s in per_frame],
+                                    return_heatmaps=writer.heat)
+        for n, (frame, instances) in enumerate(zip(pending, results)):
+            overlay, entries = writer.finish(frame, instances, first + n)
+            video.write(overlay)
+            frames_out.append({"frame": first + n, "predictions": entries})
+            summary.instances += len(entries)
+            progress.advance(task)
+        pending.clear()
+
+    try:
+        for frame in io.iter_frames(capture):
+            pending.append(frame)
+            if len(pending) >= predictor.batch_size:
+                flush()
+        if pending:
+            flush()
+    except BaseException:
+        video.abort()
+        raise
+    video.close()
+    json_path = writer.tmp_dir / f"{path.stem}.json"
+    _write_json(json_path, writer.header(path.name) | {"width": info.width, "height": info.height, "fps": info.fps,
+                                                        "frames": frames_out})
+    summary.inputs += 1
+    summary.json_files.append(json_path.name)
+    summary.overlays.append(overlay_path.name)
+
+
+def _move_into(tmp_dir: Path, out_dir: Path) -> None:
+    """Publish the finished outputs: rename the temp folder, or move its files into an existing folder."""
+    if not out_dir.exists():
+        os.replace(tmp_dir, out_dir)
+        return
+    for item in tmp_dir.iterdir():
+        os.replace(item, out_dir / item.name)
+    tmp_dir.rmdir()
+
+
+def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | Path, skeleton: str | None = None,
+                dataset: str | None = None, boxes: str | Path | None = None, whole_image: bool = False,
+                batch_size: int = 32, flip: bool = True, prototypes: str | None = None, kpt_thr: float = 0.3,
+                bbox_thr: float = 0.0, device: str | None = None,
+                warn: Callable[[str], None] = print) -> PredictSummary:
+    """Predict every image / frame of `input_path` and write `<stem>.json` + `<stem>.overlay.{jpg,mp4}`."""
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if boxes is not None and whole_image:
+        raise PosebhError("give either --boxes or --whole-image, not both")
+    if prototypes is not None and (skeleton is not None or dataset is not None):
+        raise PosebhError("--prototypes names the skeleton itself; drop --skeleton/--dataset")
+    if not input_path.exists():
+        raise input_error(input_path, "no such file or folder")
+    box_index = load_boxes(boxes, bbox_thr) if boxes is not None else None
+
+    model, recipe = load_checkpoint(checkpoint)
+    if prototypes is not None:
+        predictor = Predictor(model, dataset=prototypes, device=device, batch_size=batch_size, flip=flip,
+                              source="prototypes", recipe=recipe)
+    else:
+        predictor = Predictor(model, dataset=dataset, skeleton=skeleton, device=device, batch_size=batch_size,
+                              flip=flip, recipe=recipe)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    summary = PredictSummary(out_dir=out_dir)
+    writer = _Writer(predictor, tmp_dir, use_nms=box_index is not None, kpt_thr=kpt_thr, heat=prototypes is not None)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, transient=True) as progress:
+            if input_path.is_file() and io.is_video(input_path):
+                _predict_video(input_path, predictor, writer, box_index, summary, progress)
+            else:
+                _predict_images(io.list_images(input_path), predictor, writer, box_index, summary, progress, warn)
+        _move_into(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    summary.json_files = [out_dir / name for name in summary.json_files]
+    summary.overlays = [out_dir / name for name in summary.overlays]
+    return summary
+
+
+__all__ = ["run_predict", "load_boxes", "BoxIndex", "coco_entries", "PredictSummary"]
