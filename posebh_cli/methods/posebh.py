@@ -17,6 +17,7 @@ from torch import Tensor
 
 from posebh_cli.errors import input_error
 from posebh_cli.methods import prototype_ops as ops
+from posebh_cli.methods.multihead import NORMALIZE, heatmap_losses, masked_joints_mse
 from posebh_cli.methods.prototype_ops import Clusters, Foreground
 
 LOSS_NAMES = ("heatmap", "proto", "proto_heatmap", "cluster", "css")
@@ -42,6 +43,7 @@ class PoseBHConfig:
     css_conf_thr: float = 0.25
     css_dist_thr: float = 2.1  # heatmap pixels
     css_sigma: float = 2.0
+    heatmap_normalize: str = "batch"  # the heads' JointsMSE, as methods/multihead.py: batch | dataset
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "PoseBHConfig":
@@ -50,6 +52,11 @@ class PoseBHConfig:
         for key, value in raw.items():
             if key not in known:
                 raise input_error("recipe", f"unknown key (known: {', '.join(known)})", field=f"method_config.{key}")
+            if key == "heatmap_normalize":
+                if value not in NORMALIZE:
+                    raise input_error("recipe", f"must be one of {', '.join(NORMALIZE)}, got {value!r}",
+                                      field=f"method_config.{key}")
+                continue
             kind = int if known[key].type == "int" else float
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
                 raise input_error("recipe", f"expected a number, got {value!r}", field=f"method_config.{key}")
@@ -58,6 +65,9 @@ class PoseBHConfig:
 
 
 class PoseBH:
+    needs_embedding = True  # the engine builds the model with the keypoint embedding module and prototypes
+    loss_names = LOSS_NAMES
+
     def __init__(self, model, datasets: list, config: dict, accelerator=None):
         self.model = model
         self.accelerator = accelerator
@@ -68,7 +78,7 @@ class PoseBH:
         if len(datasets) != len(core.datasets):
             raise input_error("recipe", f"{len(datasets)} datasets but the model has {len(core.datasets)} heads",
                               field="datasets")
-        self.dataset_names = [d.name for d in datasets]
+        self.datasets = datasets
         num_keypoints = core.prototypes.prototypes.shape[0]
         offsets = [int(o) for o in core.keypoint_offsets]
         self.offsets = offsets
@@ -118,15 +128,6 @@ class PoseBH:
         ppc, ppd, _, _ = self._proto_terms(fg, bank)
         return self.config.ppc_weight * ppc, self.config.ppd_weight * ppd
 
-    def _heatmap_loss(self, heatmaps: list[Tensor], batch: dict) -> Tensor:
-        """Per-head JointsMSE on the head's own samples, summed over heads (Eq. 10's L_hm)."""
-        total = heatmaps[0].sum() * 0.0
-        for d, pred in enumerate(heatmaps):
-            rows = batch["dataset_idx"] == d
-            k = self.sizes[d]
-            total = total + ops.joints_mse(pred[rows], batch["heatmaps"][rows, :k], batch["target_weight"][rows, :k])
-        return total
-
     # ------------------------------------------------------------------------------------------------ API
 
     def losses(self, batch: dict, stage) -> dict[str, Tensor]:
@@ -140,7 +141,7 @@ class PoseBH:
         out = self.model(batch["images"], batch["dataset_idx"], heads="all", with_embedding=needs_embedding)
         terms: dict[str, Tensor] = {}
         if "heatmap" in active:
-            terms["heatmap"] = self._heatmap_loss(out["heatmaps"], batch)
+            terms.update(heatmap_losses(out["heatmaps"], batch, self.datasets, self.config.heatmap_normalize))
         if not needs_embedding:
             return terms
 
@@ -178,7 +179,7 @@ class PoseBH:
                 phm = ops.prototype_heatmaps(embeddings[rows], bank[start:start + k])
                 own_phm = phm[own[rows]]
                 if "proto_heatmap" in active:
-                    phm_terms.append(ops.joints_mse(own_phm, batch["heatmaps"][own, :k], batch["target_weight"][own, :k]))
+                    phm_terms.append(_mean_mse(own_phm, batch["heatmaps"][own, :k], batch["target_weight"][own, :k]))
                 if "css" in active and (~own).any():
                     css_terms.append(self._css_loss(d, out["heatmaps"][d][~own].float(), phm[~own], embeddings[~own]))
             if phm_terms:
@@ -205,7 +206,7 @@ class PoseBH:
         """Eq. 8 for dataset d on the other datasets' samples: head MSE + prototype losses against pseudo labels."""
         cfg = self.config
         pseudo, weight = ops.css_pseudo_labels(head, phm, cfg.css_conf_thr, cfg.css_dist_thr, cfg.css_sigma)
-        loss = ops.joints_mse(head, pseudo, weight) + cfg.proto_heatmap_weight * ops.joints_mse(phm, pseudo, weight)
+        loss = _mean_mse(head, pseudo, weight) + cfg.proto_heatmap_weight * _mean_mse(phm, pseudo, weight)
         offset = torch.full((len(head),), self.offsets[d], device=head.device, dtype=torch.long)
         fg = ops.sample_foreground(pseudo, weight, embeddings, offset, cfg.foreground_threshold,
                                    cfg.max_foreground_pixels)
@@ -222,7 +223,9 @@ class PoseBH:
         new = bank.float()
         if pending:
             emb, labels, assign, weight = (torch.cat(parts) for parts in zip(*pending))
-            new = ops.momentum_update(new, emb, labels, assign, weight, self.config.momentum)
+            finite = torch.isfinite(emb).all(dim=1)  # a step the engine skipped as non-finite must not poison the bank
+            new = ops.momentum_update(new, emb[finite], labels[finite], assign[finite], weight[finite],
+                                      self.config.momentum)
         # Every process joins the all-reduce, even one that sampled no pixel, or the collective would hang.
         new = ops.l2_normalize(ops.all_reduce_mean(new, self._num_processes()))
         bank.copy_(new.to(bank.dtype))
@@ -241,3 +244,11 @@ class PoseBH:
     def load_state_dict(self, state: dict) -> None:
         clusters = state.get("clusters")
         self.clusters = None if clusters is None else Clusters.from_state_dict(clusters, self._bank.device)
+
+
+def _mean_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """JointsMSE with target weights averaged over the given rows (the prototype and CSS terms)."""
+    if pred.shape[0] == 0:
+        return pred.sum() * 0.0
+    every_row = torch.ones(pred.shape[0], dtype=torch.bool, device=pred.device)
+    return masked_joints_mse(pred, target, weight, every_row, normalize="dataset")

@@ -158,14 +158,6 @@ def ppc_ppd(logits: Tensor, target_class: Tensor, target_slot: Tensor, weight: T
     return (weight * ce).sum(), (weight * (1.0 - positive) ** 2).sum()
 
 
-def joints_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """JointsMSE with target weights: mean over samples, joints and pixels of ((pred - target)·w)^2."""
-    if pred.shape[0] == 0 or pred.shape[1] == 0:
-        return pred.sum() * 0.0
-    w = weight.float()[:, :, None, None]
-    return ((pred.float() - target.float()) * w).pow(2).mean()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Cross-dataset negatives: K-means over all prototypes
 

@@ -112,7 +112,7 @@ def test_all_loss_terms_are_finite_non_zero_and_reach_the_embedding():
     stage = Stage(losses=("heatmap", "proto", "proto_heatmap", "cluster", "css"), on_start=("cluster_prototypes",))
     method.on_stage_start(stage)
     terms = method.losses(make_batch([0, 1, 1, 0]), stage)
-    assert set(terms) == {"heatmap", "proto_ppc", "proto_ppd", "proto_heatmap", "cluster", "css"}
+    assert set(terms) == {"heatmap/d0", "heatmap/d1", "proto_ppc", "proto_ppd", "proto_heatmap", "cluster", "css"}
     for name, value in terms.items():
         assert torch.isfinite(value) and value.item() != 0, name
     sum(terms.values()).backward()
@@ -143,6 +143,38 @@ def test_user_mistakes_are_reported_with_the_recipe_field():
         make_method({"kappa": 0.1})
     with pytest.raises(PosebhError, match="method_config.sinkhorn_iters"):
         make_method({"sinkhorn_iters": "three"})
+    with pytest.raises(PosebhError, match="method_config.heatmap_normalize"):
+        make_method({"heatmap_normalize": "mean"})
     method, _ = make_method()
     with pytest.raises(PosebhError, match="cluster_prototypes"):
         method.losses(make_batch([0]), Stage(losses=("cluster",)))
+
+
+def test_smoke_on_a_real_tiny_model():
+    from posebh_cli.models.pose_model import PoseModel
+    from posebh_cli.skeletons import load_skeleton
+
+    torch.manual_seed(0)
+    skeletons = [load_skeleton("coco"), load_skeleton("mpii")]
+    model = PoseModel("vit_pico", ["coco", "mpii"], skeletons, with_embedding=True, embed_dim=16, img_size=(64, 48))
+    datasets = [SimpleNamespace(name="coco", skeleton=skeletons[0]), SimpleNamespace(name="mpii", skeleton=skeletons[1])]
+    method = PoseBH(model, datasets, {"css_conf_thr": 0.0, "css_dist_thr": 100.0}, accelerator=None)
+    stage = Stage(losses=("heatmap", "proto", "proto_heatmap", "cluster", "css"), on_start=("cluster_prototypes",))
+    method.on_stage_start(stage)
+
+    b, h, w = 4, 16, 12
+    dataset_idx = torch.tensor([0, 1, 0, 1])
+    centres = torch.rand(b, 17, 2) * torch.tensor([w - 1.0, h - 1.0])
+    visible = torch.ones(b, 17)
+    visible[dataset_idx == 1, 16:] = 0  # MPII has 16 keypoints: the 17th channel is padding
+    heatmaps, weight = gaussian_heatmaps(centres, visible, (w, h), 2.0, subpixel=False)
+    batch = {"images": torch.randn(b, 3, 64, 48), "heatmaps": heatmaps, "target_weight": weight,
+             "dataset_idx": dataset_idx, "keypoints": torch.zeros(b, 17, 3), "meta": [{}] * b}
+    terms = method.losses(batch, stage)
+    assert set(terms) == {"heatmap/coco", "heatmap/mpii", "proto_ppc", "proto_ppd", "proto_heatmap", "cluster", "css"}
+    for name, value in terms.items():
+        assert torch.isfinite(value) and value.item() != 0, name
+    sum(terms.values()).backward()
+    before = model.prototypes.prototypes.clone()
+    method.after_step(batch, stage)
+    assert not torch.equal(model.prototypes.prototypes, before)

@@ -89,12 +89,6 @@ def test_ppc_ppd_on_a_two_class_toy_by_hand():
     assert ppc.item() == pytest.approx(0.0, abs=1e-7)
 
 
-def test_joints_mse_uses_target_weights():
-    pred, target = torch.ones(1, 2, 2, 2), torch.zeros(1, 2, 2, 2)
-    assert ops.joints_mse(pred, target, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.5)
-    assert ops.joints_mse(pred[:0], target[:0], torch.zeros(0, 2)).item() == 0.0
-
-
 def test_sample_foreground_labels_with_global_index_and_confidence():
     heatmaps = torch.zeros(2, 3, 4, 4)
     heatmaps[0, 1, 2, 3] = 0.7  # row 0 (offset 0): keypoint 1
