@@ -1,0 +1,50 @@
+"""`posebh prepare-data`: read a dataset in its native layout and write a prepared dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from posebh_cli.data.formats import DETECTION_FORMATS, FORMATS, ReadOptions
+from posebh_cli.data.prepared import write_prepared
+from posebh_cli.errors import PosebhError, input_error
+
+
+def prepare_dataset(fmt: str, src: str | Path, out: str | Path, skip_missing: bool = False, seed: int = 0,
+                    check_images: bool = True, detections: str | Path | None = None) -> dict:
+    """Convert `src` (the dataset root in its official layout) into a prepared dataset at `out`.
+
+    Returns a summary: {format, out, skeleton, seed, splits: {split: counts}, notes}. All reading and checking
+    happens before anything is written, and the write is atomic, so a failure leaves no `out` behind.
+    """
+    if fmt not in FORMATS:
+        raise PosebhError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
+    src, out = Path(src).resolve(), Path(out)
+    if not src.is_dir():
+        raise input_error(src, "dataset folder not found")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PosebhError(f"{out}: already exists and is not empty; remove it or choose another --out")
+    if detections is not None:
+        if fmt not in DETECTION_FORMATS:
+            raise PosebhError(f"--detections applies to {', '.join(DETECTION_FORMATS)} only, not '{fmt}'")
+        detections = Path(detections).resolve()
+    options = ReadOptions(skip_missing=skip_missing, seed=seed, check_images=check_images, detections=detections)
+    result = FORMATS[fmt](src, options)
+    notes = list(result.notes)
+    write_prepared(out, name=out.name or fmt, skeleton=result.skeleton, source_format=fmt,
+                   image_root=result.image_root.resolve(), splits=result.splits, counts=result.counts,
+                   detections=result.detections, notes=notes)
+    return {"format": fmt, "out": str(out), "skeleton": result.skeleton.name, "seed": seed,
+            "splits": result.counts, "detections": {k: len(v) for k, v in result.detections.items()},
+            "notes": notes}
+
+
+def summary_table(summary: dict):
+    """A rich table of a `prepare_dataset` summary: one row per split."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary['format']} → {summary['out']} (skeleton {summary['skeleton']})")
+    for column in ("split", "images", "annotations", "keypoints outside image → v=0", "missing images skipped"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split, counts in summary["splits"].items():
+        table.add_row(split, str(counts["images"]), str(counts["annotations"]),
+                      str(counts["invisible_outside_image"]), str(counts["skipped_missing"]))
+    return table
