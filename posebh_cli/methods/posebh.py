@@ -21,6 +21,7 @@ from posebh_cli.methods.multihead import NORMALIZE, heatmap_losses, masked_joint
 from posebh_cli.methods.prototype_ops import Clusters, Foreground
 
 LOSS_NAMES = ("heatmap", "proto", "proto_heatmap", "cluster", "css")
+ON_START = ("cluster_prototypes",)
 
 
 @dataclass
@@ -98,7 +99,7 @@ class PoseBH:
     def _bank(self) -> Tensor:
         return self._core().prototypes.prototypes
 
-    def keypoint_dataset(self, device: torch.device) -> Tensor:
+    def _keypoint_dataset_on(self, device: torch.device) -> Tensor:
         if self._keypoint_dataset.device != device:  # the engine may move the model after building the method
             self._keypoint_dataset = self._keypoint_dataset.to(device)
         return self._keypoint_dataset
@@ -108,7 +109,7 @@ class PoseBH:
 
     def _pixel_weight(self, labels: Tensor, confidence: Tensor) -> Tensor:
         """c_n / N_d: confidence-weighted mean over each dataset's pixels (Eqs. 5–6), summed over datasets."""
-        dataset = self.keypoint_dataset(labels.device)[labels]
+        dataset = self._keypoint_dataset_on(labels.device)[labels]
         per_dataset = torch.bincount(dataset, minlength=len(self.offsets)).clamp_min(1)
         return confidence / per_dataset[dataset]
 
@@ -118,15 +119,11 @@ class PoseBH:
         own_scores = logits.detach()[torch.arange(len(fg.labels), device=logits.device), fg.labels]  # [N, M]
         q = ops.sinkhorn(own_scores, fg.labels, self.config.sinkhorn_kappa, self.config.sinkhorn_iters)
         weight, assign = q.max(dim=1)  # Eq. 3 takes the argmax; Eq. 4 weighs with the max
-        keypoint_dataset = self.keypoint_dataset(logits.device)
+        keypoint_dataset = self._keypoint_dataset_on(logits.device)
         other = keypoint_dataset[None, :] != keypoint_dataset[fg.labels][:, None]  # [N, J]
         logits = logits.masked_fill(other[:, :, None], float("-inf"))
         ppc, ppd = ops.ppc_ppd(logits, fg.labels, assign, self._pixel_weight(fg.labels, fg.confidence))
         return ppc, ppd, assign, weight
-
-    def _proto_group(self, fg: Foreground, bank: Tensor) -> tuple[Tensor, Tensor]:
-        ppc, ppd, _, _ = self._proto_terms(fg, bank)
-        return self.config.ppc_weight * ppc, self.config.ppd_weight * ppd
 
     # ------------------------------------------------------------------------------------------------ API
 
@@ -210,8 +207,8 @@ class PoseBH:
         offset = torch.full((len(head),), self.offsets[d], device=head.device, dtype=torch.long)
         fg = ops.sample_foreground(pseudo, weight, embeddings, offset, cfg.foreground_threshold,
                                    cfg.max_foreground_pixels)
-        ppc, ppd = self._proto_group(fg, self._bank.detach().float())
-        return loss + ppc + ppd
+        ppc, ppd, _, _ = self._proto_terms(fg, self._bank.detach().float())
+        return loss + cfg.ppc_weight * ppc + cfg.ppd_weight * ppd
 
     @torch.no_grad()
     def after_step(self, batch: dict, stage) -> None:
@@ -231,6 +228,10 @@ class PoseBH:
         bank.copy_(new.to(bank.dtype))
 
     def on_stage_start(self, stage) -> None:
+        for action in stage.on_start:
+            if action not in ON_START:
+                raise input_error("recipe", f"action {action!r} is not supported by method posebh (known: "
+                                  f"{', '.join(ON_START)})", field=f"stages.{stage.name}.on_start")
         if "cluster_prototypes" in stage.on_start:
             bank = self._bank
             num_keypoints, per_keypoint = bank.shape[:2]

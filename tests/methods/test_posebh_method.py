@@ -178,3 +178,11 @@ def test_smoke_on_a_real_tiny_model():
     before = model.prototypes.prototypes.clone()
     method.after_step(batch, stage)
     assert not torch.equal(model.prototypes.prototypes, before)
+
+
+def test_unknown_stage_actions_and_losses_are_refused():
+    method, _ = make_method()
+    with pytest.raises(PosebhError, match="on_start"):
+        method.on_stage_start(Stage(on_start=("kmeans",)))
+    with pytest.raises(PosebhError, match="losses"):
+        method.losses(make_batch([0]), Stage(losses=("acae",)))
