@@ -17,7 +17,7 @@ from posebh_cli.data.prepared import PreparedDataset, open_prepared
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.evaluation import evaluate_predictions, protocol_for
 from posebh_cli.inference.io import read_image
-from posebh_cli.inference.nms import oks_nms
+from posebh_cli.inference.nms import nms_instances
 from posebh_cli.inference.predictor import Predictor, load_checkpoint
 
 NMS_THRESHOLD = 0.9
@@ -67,10 +67,7 @@ def _subset(gt: dict, image_ids: list[int]) -> dict:
 def _results_for_image(image_id: int, instances: list[dict], jobs: list[dict], use_nms: bool,
                        sigmas) -> list[dict]:
     """COCO results entries for one image's instances (predicted from `jobs`, in the same order)."""
-    order = list(range(len(instances)))
-    if use_nms and len(instances) > 1:
-        order = oks_nms(np.stack([i["keypoints"][:, :2] for i in instances]), np.array([i["score"] for i in instances]),
-                        np.array([i["area"] for i in instances]), np.asarray(sigmas), NMS_THRESHOLD)
+    order = nms_instances(instances, sigmas, NMS_THRESHOLD) if use_nms else range(len(instances))
     results = []
     for k in order:
         inst, job = instances[k], jobs[k]

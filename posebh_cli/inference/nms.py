@@ -57,4 +57,13 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
     return keep
 
 
-__all__ = ["rescore", "oks_matrix", "oks_nms"]
+def nms_instances(instances: list[dict], sigmas, threshold: float = 0.9) -> list[int]:
+    """OKS-NMS over predictor instances (dicts with `keypoints` [K, 3], `score`, `area`); kept indices."""
+    if len(instances) < 2:
+        return list(range(len(instances)))
+    return oks_nms(np.stack([inst["keypoints"][:, :2] for inst in instances]),
+                   np.array([inst["score"] for inst in instances]), np.array([inst["area"] for inst in instances]),
+                   np.asarray(sigmas), threshold)
+
+
+__all__ = ["rescore", "oks_matrix", "oks_nms", "nms_instances"]

@@ -206,12 +206,13 @@ class Predictor:
         keypoints, maps = [], []
         for start in range(0, len(crops), self.batch_size):
             stop = start + self.batch_size
-            heatmaps = self.heatmaps(self.to_tensor(crops[start:stop])).float().cpu().numpy()
-            coords, scores = self.codec.decode(heatmaps)
-            xy = input_to_image(coords, centers[start:stop], scales[start:stop], self.input_size, self.codec.use_udp)
-            keypoints.append(np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float32))
+            heatmaps = self.heatmaps(self.to_tensor(crops[start:stop])).float()
+            coords, scores = self.codec.decode(heatmaps)  # on the model's device, whole batch at once
+            xy = input_to_image(coords.cpu().numpy(), centers[start:stop], scales[start:stop], self.input_size,
+                                self.codec.use_udp)
+            keypoints.append(np.concatenate([xy, scores.cpu().numpy()[..., None]], axis=-1).astype(np.float32))
             if return_heatmaps:
-                maps.append(heatmaps)
+                maps.append(heatmaps.cpu().numpy())
         if not keypoints:
             return np.zeros((0, self.skeleton.num_keypoints, 3), np.float32), None
         return np.concatenate(keypoints), (np.concatenate(maps) if return_heatmaps else None)

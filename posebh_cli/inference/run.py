@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.inference import draw, io
-from posebh_cli.inference.nms import oks_nms
+from posebh_cli.inference.nms import nms_instances
 from posebh_cli.inference.predictor import Predictor, load_checkpoint
 
 NMS_THRESHOLD = 0.9
@@ -92,14 +92,6 @@ def coco_entries(instances: list[dict], image_id: int | None) -> list[dict]:
     return out
 
 
-def _nms(instances: list[dict], sigmas) -> list[dict]:
-    if len(instances) < 2:
-        return instances
-    keep = oks_nms(np.stack([i["keypoints"][:, :2] for i in instances]), np.array([i["score"] for i in instances]),
-                   np.array([i["area"] for i in instances]), np.asarray(sigmas), NMS_THRESHOLD)
-    return [instances[k] for k in keep]
-
-
 @dataclass
 class PredictSummary:
     out_dir: Path
@@ -120,7 +112,8 @@ class _Writer:
     def finish(self, image: np.ndarray, instances: list[dict], image_id: int | None) -> tuple[np.ndarray, list[dict]]:
         """(overlay, COCO entries) for one image."""
         if self.use_nms:
-            instances = _nms(instances, self.predictor.skeleton.sigmas)
+            keep = nms_instances(instances, self.predictor.skeleton.sigmas, NMS_THRESHOLD)
+            instances = [instances[k] for k in keep]
         canvas = image
         if self.heat and instances:
             pasted = [draw.heatmap_to_image(draw.max_heatmap(i["heatmaps"]), i["matrix"], self.predictor.input_size,
