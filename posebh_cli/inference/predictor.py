@@ -6,8 +6,8 @@ affine back to the image. Crops of all images are batched together.
 
 Two sources of heatmaps:
 - "head": the heatmap head of one training dataset (with its expert in a ViTPose++ backbone);
-- "prototypes": the prototype heatmaps (|cos| between pixel embeddings and keypoint prototypes) of any
-  skeleton in the prototype bank, even one whose head is absent.
+- "prototypes": the prototype heatmaps (best cosine between pixel embeddings and a keypoint's prototypes) of
+  any skeleton in the prototype bank, even one whose head is absent.
 """
 from __future__ import annotations
 
@@ -42,21 +42,21 @@ class Target:
     keypoint_offset: int = 0  # first global prototype index (prototypes only)
 
 
-def _model_skeletons(model) -> list[Skeleton]:
-    return list(model.skeletons)
-
-
 def _bank_entries(model) -> list[tuple[str, Skeleton, int]]:
     """(name, skeleton, global offset) of every skeleton in the prototype bank, in bank order."""
     bank = getattr(model, "prototypes", None)
     if bank is None:
         raise PosebhError("this checkpoint has no prototype bank; use the heatmap heads (drop --prototypes)")
+    # A bank that lists its own skeletons (e.g. grown by fit-prototypes) is read as such; otherwise its rows
+    # are the model's dataset skeletons in head order, as the architecture contract states.
     names = list(getattr(bank, "names", None) or model.datasets)
-    skeletons = list(getattr(bank, "skeletons", None) or _model_skeletons(model))
+    skeletons = list(getattr(bank, "skeletons", None) or model.skeletons)
     offsets, start = [], 0
     for sk in skeletons:
         offsets.append(start)
         start += sk.num_keypoints
+    if start != bank.num_keypoints:
+        raise PosebhError(f"the prototype bank has {bank.num_keypoints} keypoints but its skeletons add up to {start}")
     return list(zip(names, skeletons, offsets))
 
 
@@ -83,7 +83,7 @@ def _match(name: str | None, skeleton: Skeleton | str | None, entries: list[tupl
 def resolve_target(model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
                    source: str = "head") -> Target:
     """Pick the head (or prototype-bank entry) that predicts the requested dataset or skeleton."""
-    heads = list(zip(model.datasets, _model_skeletons(model)))
+    heads = list(zip(model.datasets, model.skeletons))
     if source == "head":
         i = _match(dataset, skeleton, heads)
         return Target(name=heads[i][0], skeleton=heads[i][1], dataset_idx=i)
