@@ -62,7 +62,23 @@ class PoseBHConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
                 raise input_error("recipe", f"expected a number, got {value!r}", field=f"method_config.{key}")
             raw[key] = kind(value)
-        return cls(**raw)
+        config = cls(**raw)
+        config._check_ranges()
+        return config
+
+    def _check_ranges(self) -> None:
+        checks = {
+            "momentum": 0.0 <= self.momentum <= 1.0,
+            "sinkhorn_kappa": self.sinkhorn_kappa > 0,
+            "sinkhorn_iters": self.sinkhorn_iters >= 1,
+            "max_foreground_pixels": self.max_foreground_pixels >= 1,
+            "num_clusters": self.num_clusters >= 1,
+            "kmeans_iters": self.kmeans_iters >= 1,
+            "css_sigma": self.css_sigma > 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise input_error("recipe", f"out of range: {getattr(self, key)!r}", field=f"method_config.{key}")
 
 
 class PoseBH:

@@ -143,6 +143,8 @@ def test_user_mistakes_are_reported_with_the_recipe_field():
         make_method({"kappa": 0.1})
     with pytest.raises(PosebhError, match="method_config.sinkhorn_iters"):
         make_method({"sinkhorn_iters": "three"})
+    with pytest.raises(PosebhError, match="method_config.momentum"):
+        make_method({"momentum": 1.5})
     with pytest.raises(PosebhError, match="method_config.heatmap_normalize"):
         make_method({"heatmap_normalize": "mean"})
     method, _ = make_method()
