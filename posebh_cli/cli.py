@@ -106,6 +106,31 @@ def predict(
     console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)
 
 
+# ---------------------------------------------------------------- prepare-data
+@app.command("prepare-data")
+@_user_errors
+def prepare_data(
+    fmt: str = typer.Argument(..., metavar="FORMAT",
+                              help="coco | aic | mpii | ap10k | apt36k | coco_wholebody | interhand | 3dpw"),
+    src: Path = typer.Option(..., "--src", help="Dataset root folder in its official layout."),
+    out: Path = typer.Option(..., "--out", help="Prepared dataset folder to create (must not exist)."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Drop (and count) images whose file is missing."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the APT-36K video split."),
+    check_images: bool = typer.Option(True, "--check-images/--no-check-images",
+                                      help="Check that every listed image file exists."),
+    detections: Optional[Path] = typer.Option(None, "--detections",
+                                              help="COCO detection results for val (coco, coco_wholebody)."),
+) -> None:
+    """Convert a dataset from its native files into a prepared dataset (COCO-style JSON per split + meta.yaml)."""
+    from posebh_cli.data.prepare import prepare_dataset, summary_table
+
+    summary = prepare_dataset(fmt, src, out, skip_missing=skip_missing, seed=seed, check_images=check_images,
+                              detections=detections)
+    console.print(summary_table(summary))
+    for note in summary["notes"]:
+        console.print(note, highlight=False)
+
+
 def main() -> None:
     app()
 

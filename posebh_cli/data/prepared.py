@@ -149,10 +149,13 @@ def open_prepared(path: str | Path) -> PreparedDataset:
     meta = _read_meta(root)
     meta_path = root / META_FILE
     skeleton_ref = meta["skeleton"]
-    try:
-        skeleton = load_skeleton(skeleton_ref if skeleton_ref in list_skeletons() else root / skeleton_ref)
-    except PosebhError as exc:
-        raise input_error(meta_path, str(exc), field="skeleton") from None
+    if skeleton_ref in list_skeletons():
+        skeleton = load_skeleton(skeleton_ref)
+    elif skeleton_ref.endswith((".yaml", ".yml")):
+        skeleton = load_skeleton(root / skeleton_ref)  # its own errors name the YAML file and key
+    else:
+        raise input_error(meta_path, f"unknown skeleton '{skeleton_ref}'; built-in: {', '.join(list_skeletons())}, "
+                          "or a YAML file in the folder", field="skeleton")
     image_root = Path(meta["image_root"])
     if not image_root.is_absolute():
         image_root = root / image_root

@@ -19,22 +19,25 @@ KeypointsFn = Callable[[dict, Path, str], np.ndarray]
 def read_coco_style(path: Path, split: str, skeleton: Skeleton, image_root: Path, options: ReadOptions,
                     file_prefix: str = "", keypoints_of: KeypointsFn | None = None,
                     fix_image: Callable[[dict], None] | None = None,
-                    fix_annotation: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
+                    fix_annotation: Callable[[dict], None] | None = None,
+                    skipped_ids: set[int] | None = None) -> tuple[dict, dict]:
     """Read one COCO-style keypoint file into a prepared split dict and its counts.
 
     `file_prefix` is prepended to every file_name so that names are relative to `image_root`.
     `keypoints_of(ann, path, where)` parses an annotation's keypoints (default: `keypoints`, K*3 values);
-    `fix_image`/`fix_annotation` repair format quirks in place before validation.
+    `fix_image`/`fix_annotation` repair format quirks in place before validation. `skipped_ids`, when given,
+    receives the ids of images dropped as missing (their detections are dropped too).
     """
     data = load_json(path)
     return coco_dict_to_split(data, path, split, skeleton, image_root, options, file_prefix, keypoints_of,
-                              fix_image, fix_annotation)
+                              fix_image, fix_annotation, skipped_ids)
 
 
 def coco_dict_to_split(data: dict, path: Path, split: str, skeleton: Skeleton, image_root: Path,
                        options: ReadOptions, file_prefix: str = "", keypoints_of: KeypointsFn | None = None,
                        fix_image: Callable[[dict], None] | None = None,
-                       fix_annotation: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
+                       fix_annotation: Callable[[dict], None] | None = None,
+                       skipped_ids: set[int] | None = None) -> tuple[dict, dict]:
     """`read_coco_style` on an already parsed (or already filtered) COCO dict."""
     images = require_list(data, "images", path)
     annotations = require_list(data, "annotations", path)
@@ -65,7 +68,10 @@ def coco_dict_to_split(data: dict, path: Path, split: str, skeleton: Skeleton, i
         if ann.get("area") is not None:
             ann["area"] = float(as_numbers([ann["area"]], 1, path, where, "area")[0])
         builder.add_annotation(ann, kps, where)
-    return builder.finish(categories_of(data, path, skeleton))
+    result = builder.finish(categories_of(data, path, skeleton))
+    if skipped_ids is not None:
+        skipped_ids.update(builder.skipped_ids)
+    return result
 
 
 def categories_of(data: dict, path: Path, skeleton: Skeleton) -> list[dict]:
@@ -81,8 +87,11 @@ def categories_of(data: dict, path: Path, skeleton: Skeleton) -> list[dict]:
     return out or [category(skeleton)]
 
 
-def read_detections(path: Path, val_split: dict) -> list[dict]:
-    """A COCO detection results list ({image_id, bbox xywh, score, category_id}) for the val images."""
+def read_detections(path: Path, val_split: dict, skipped_ids: set[int]) -> list[dict]:
+    """A COCO detection results list ({image_id, bbox xywh, score, category_id}) for the val images.
+
+    Detections on images dropped as missing (`skipped_ids`) are dropped with them.
+    """
     data = load_json(path)
     if not isinstance(data, list):
         raise input_error(path, f"expected a list of detections, got {type(data).__name__}")
@@ -91,6 +100,8 @@ def read_detections(path: Path, val_split: dict) -> list[dict]:
     for index, det in enumerate(progress(data, "detections")):
         where = f"detection {index}"
         image_id = as_int_id(require(det, "image_id", path, where), path, where, "image_id")
+        if image_id in skipped_ids:
+            continue
         if image_id not in image_ids:
             raise input_error(path, f"unknown val image id {image_id}", record=where, field="image_id")
         bbox = as_box(require(det, "bbox", path, where), path, where)
@@ -100,14 +111,15 @@ def read_detections(path: Path, val_split: dict) -> list[dict]:
     return out
 
 
-def attach_detections(src: Path, options: ReadOptions, result: ReadResult, default_name: str) -> None:
+def attach_detections(src: Path, options: ReadOptions, result: ReadResult, default_name: str,
+                      skipped_ids: set[int]) -> None:
     """Validate and keep the val detections: `--detections FILE`, else the official file when present."""
     path = options.detections or (src / default_name)
     if options.detections is None and not path.is_file():
         return
     if "val" not in result.splits:
         raise input_error(path, "detections need the val split, which was not found")
-    result.detections["val"] = read_detections(path, result.splits["val"])
+    result.detections["val"] = read_detections(path, result.splits["val"], skipped_ids)
     result.notes.append(f"detections: {len(result.detections['val'])} boxes from {path}")
 
 
@@ -125,8 +137,10 @@ def read_coco(src: Path, options: ReadOptions) -> ReadResult:
     skeleton = load_skeleton("coco")
     files = split_files(src, "annotations/person_keypoints_{split}2017.json", ("train", "val"))
     result = ReadResult(skeleton=skeleton, image_root=src, splits={}, counts={})
+    skipped_val: set[int] = set()
     for split, path in files.items():
-        coco, counts = read_coco_style(path, split, skeleton, src, options, file_prefix=f"{split}2017/")
+        coco, counts = read_coco_style(path, split, skeleton, src, options, file_prefix=f"{split}2017/",
+                                       skipped_ids=skipped_val if split == "val" else None)
         result.splits[split], result.counts[split] = coco, counts
-    attach_detections(src, options, result, DETECTIONS_FILE)
+    attach_detections(src, options, result, DETECTIONS_FILE, skipped_val)
     return result

@@ -44,9 +44,11 @@ def read_coco_wholebody(src: Path, options: ReadOptions) -> ReadResult:
     skeleton = load_skeleton("coco_wholebody")
     files = split_files(src, "annotations/coco_wholebody_{split}_v1.0.json", ("train", "val"))
     result = ReadResult(skeleton=skeleton, image_root=src, splits={}, counts={})
+    skipped_val: set[int] = set()
     for split, path in files.items():
         coco, counts = read_coco_style(path, split, skeleton, src, options, file_prefix=f"{split}2017/",
-                                       keypoints_of=merged_keypoints)
+                                       keypoints_of=merged_keypoints,
+                                       skipped_ids=skipped_val if split == "val" else None)
         result.splits[split], result.counts[split] = coco, counts
-    attach_detections(src, options, result, DETECTIONS_FILE)
+    attach_detections(src, options, result, DETECTIONS_FILE, skipped_val)
     return result

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.errors import input_error
 from posebh_cli.skeletons import Skeleton
 
 
@@ -197,8 +197,9 @@ class SplitBuilder:
         self.annotations: list[dict] = []
         self._image_by_id: dict[int, dict] = {}
         self._ann_ids: set[int] = set()
-        self._missing: list[dict] = []
+        self._missing: list[tuple[dict, str]] = []  # (image, record name for the error message)
         self._outside_by_ann: dict[int, int] = {}
+        self.skipped_ids: set[int] = set()  # ids of images dropped as missing, known after finish()
 
     def add_image(self, image: dict, where: str) -> bool:
         """Add an image record (`id`, `file_name`, optional `width`/`height`); False when skipped as missing.
@@ -216,11 +217,11 @@ class SplitBuilder:
         if image.get("width") is None or image.get("height") is None:
             size = image_size(path) if path.is_file() else None
             if size is None:
-                self._missing.append(image)
+                self._missing.append((image, where))
                 return False
             image["width"], image["height"] = size
         elif self.options.check_images and not path.is_file():
-            self._missing.append(image)
+            self._missing.append((image, where))
             return False
         for key in ("width", "height"):
             value = image[key]
@@ -255,13 +256,11 @@ class SplitBuilder:
     def finish(self, categories: list[dict]) -> tuple[dict, dict]:
         """The COCO dict of the split and its counts; raises on missing images unless skip_missing."""
         if self._missing and not self.options.skip_missing:
-            first = self._missing[0]
-            raise PosebhError(
-                f"{self.source}: record image id={first['id']}: field 'file_name': image not found: "
-                f"{self.image_root / first['file_name']} ({len(self._missing)} of "
-                f"{len(self.images) + len(self._missing)} images of split '{self.split}' missing; "
-                f"--skip-missing drops them)")
-        missing_ids = {image["id"] for image in self._missing}
+            image, where = self._missing[0]
+            raise input_error(self.source, f"image not found: {self.image_root / image['file_name']} "
+                              f"({len(self._missing)} of {len(self.images) + len(self._missing)} images of split "
+                              f"'{self.split}' missing; --skip-missing drops them)", record=where, field="file_name")
+        missing_ids = self.skipped_ids = {image["id"] for image, _ in self._missing}
         annotations = [a for a in self.annotations if a["image_id"] not in missing_ids]
         outside = sum(self._outside_by_ann.get(a["id"], 0) for a in annotations)
         coco = {"images": self.images, "annotations": annotations, "categories": categories}
