@@ -103,15 +103,20 @@ def refine_quarter(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor
 
 
 def _newton_step(dx, dy, dxx, dxy, dyy, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """-H^-1 g for the 2x2 Hessian H = [[dxx, dxy], [dxy, dyy]] (+ eps I), gradient g = (dx, dy)."""
+    """-H^-1 g for the 2x2 Hessian H = [[dxx, dxy], [dxy, dyy]] (+ eps I), gradient g = (dx, dy).
+
+    Only where H is negative definite: elsewhere the quadratic model has no maximum (a saddle or a valley on
+    noisy or multi-modal maps) and the step would move away from the peak, so the point stays put. Log-Gaussian
+    peaks always pass, so this leaves the reference decoders' results unchanged.
+    """
     dxx, dyy = dxx + eps, dyy + eps
     det = dxx * dyy - dxy * dxy
-    safe = det.abs() > 1e-12
-    det = torch.where(safe, det, torch.ones_like(det))
+    concave = (dxx < 0) & (det > 1e-12)
+    det = torch.where(concave, det, torch.ones_like(det))
     off_x = -(dyy * dx - dxy * dy) / det
     off_y = -(dxx * dy - dxy * dx) / det
     zero = torch.zeros_like(off_x)
-    return torch.where(safe, off_x, zero), torch.where(safe, off_y, zero)
+    return torch.where(concave, off_x, zero), torch.where(concave, off_y, zero)
 
 
 def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: int = 11) -> torch.Tensor:
@@ -160,7 +165,7 @@ def _as_tensor(heatmaps) -> tuple[torch.Tensor, bool]:
     if isinstance(heatmaps, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(heatmaps, dtype=np.float32)), True
     if isinstance(heatmaps, torch.Tensor):
-        return heatmaps.float() if not heatmaps.is_floating_point() else heatmaps, False
+        return heatmaps.float(), False      # fp16/bf16 network outputs are decoded in fp32
     raise TypeError(f"heatmaps must be a numpy array or a torch tensor, got {type(heatmaps).__name__}")
 
 

@@ -121,3 +121,24 @@ def test_make_codec():
     assert isinstance(codec, MSRAHeatmap) and codec.sigma == 3.0 and codec.dark and not codec.use_udp
     with pytest.raises(PosebhError, match="unknown codec 'dark'"):
         make_codec("dark")
+
+
+@pytest.mark.parametrize("codec", [MSRAHeatmap(dark=True), UDPHeatmap()])
+def test_no_newton_step_at_a_saddle(codec):
+    # A lone spike between two blobs: after blurring, the argmax sits in a valley (a saddle of the log map);
+    # a Newton step there heads for the saddle point of the quadratic model, so the point must stay put.
+    xs, ys = np.arange(48)[None, :], np.arange(64)[:, None]
+    blobs = sum(np.exp(-((xs - x) ** 2 + (ys - 30.0) ** 2) / 8) for x in (15.0, 26.0))
+    heatmaps = blobs.astype(np.float32)[None, None]
+    heatmaps[0, 0, 30, 20] = 1.05
+    coords, scores = codec.decode(heatmaps)
+    assert scores[0, 0] == pytest.approx(1.05)
+    assert np.allclose(coords[0, 0] / np.array(codec.scale), [20, 30], atol=1e-5)
+
+
+def test_decode_half_precision_tensors():
+    codec = UDPHeatmap()
+    points = interior_points(3, seed=4)
+    heatmaps = torch.from_numpy(codec.encode(points, np.ones(3))[0])[None]
+    coords, scores = codec.decode(heatmaps.to(torch.bfloat16))
+    assert coords.dtype == torch.float32 and np.abs(coords[0].numpy() - points).max() < 0.5
