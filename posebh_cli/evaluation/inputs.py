@@ -18,6 +18,7 @@ from posebh_cli.skeletons import Skeleton
 # COCO-WholeBody parts in merged order; the official files keep `keypoints` for the body and
 # `<part>_kpts` for the others.
 WHOLEBODY_PARTS = ("body", "foot", "face", "lefthand", "righthand")
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 
 def _is_number(value) -> bool:
@@ -25,7 +26,9 @@ def _is_number(value) -> bool:
 
 
 def _number_list(value, length: int | None, source, record, field) -> list[float]:
-    if not isinstance(value, list) or not all(_is_number(v) for v in value):
+    # Concrete types rather than numbers.Real: this runs over every keypoint of every record.
+    if (not isinstance(value, list) or not all(isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool) for v in value)
+            or not np.isfinite(np.asarray(value, dtype=float)).all()):
         raise input_error(source, "expected a list of finite numbers", record=record, field=field)
     if length is not None and len(value) != length:
         raise input_error(source, f"expected {length} values, got {len(value)}", record=record, field=field)

@@ -7,6 +7,8 @@ official result format (`keypoints` = body) gives it.
 """
 from __future__ import annotations
 
+from tqdm import tqdm
+
 from posebh_cli.evaluation.coco_oks import STAT_NAMES, oks_ap
 from posebh_cli.evaluation.inputs import WHOLEBODY_PARTS
 from posebh_cli.skeletons import Skeleton
@@ -16,7 +18,8 @@ def wholebody_ap(gt: dict, results: list[dict], skeleton: Skeleton) -> dict[str,
     """Flat metrics `<part>/<stat>` for the five parts and `wholebody/<stat>` for all keypoints."""
     body = skeleton.parts["body"]
     metrics: dict[str, float] = {}
-    for part in (*WHOLEBODY_PARTS, "wholebody"):
+    # disable=None: a progress bar on a terminal only, silent in logs and tests.
+    for part in tqdm((*WHOLEBODY_PARTS, "wholebody"), desc="whole-body parts", leave=False, disable=None):
         span = None if part == "wholebody" else skeleton.parts[part]
         score_key = "score" if part == "body" else f"{part}_score"
         stats = oks_ap(gt, results, skeleton.sigmas, part=span, score_key=score_key, xtcoco=True, use_area=True,
