@@ -131,6 +131,36 @@ def prepare_data(
         console.print(note, highlight=False)
 
 
+# ---------------------------------------------------------------- evaluate
+@app.command("evaluate")
+@_user_errors
+def evaluate(
+    results: Optional[Path] = typer.Option(None, "--results", help="COCO results JSON to score (no model)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO keypoint GT JSON for --results."),
+    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Skeleton name or YAML for --results."),
+    protocol: Optional[str] = typer.Option(None, "--protocol",
+                                           help="coco | coco_noarea | wholebody | pckh | interhand (default: by skeleton)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model run dir or checkpoint to evaluate."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder for --checkpoint."),
+    split: str = typer.Option("val", "--split", help="Split of the prepared dataset."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Detections JSON (default: GT boxes)."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Model head to use (default: by dataset name)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: best available)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the metrics as a flat JSON object."),
+) -> None:
+    """Score a results file against annotations, or run a checkpoint on a prepared split."""
+    from posebh_cli.evaluation.command import metrics_table, run_evaluate
+
+    metrics = run_evaluate(results=results, annotations=annotations, skeleton=skeleton, protocol=protocol,
+                           checkpoint=checkpoint, data=data, split=split, boxes=boxes, flip=flip, dataset=dataset,
+                           batch_size=batch_size, device=device, output=output)
+    console.print(metrics_table(metrics, title=str(results or checkpoint)))
+    if output is not None:
+        console.print(f"wrote {output}")
+
+
 def main() -> None:
     app()
 
