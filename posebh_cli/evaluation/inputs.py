@@ -26,6 +26,8 @@ def _is_number(value) -> bool:
 
 
 def _number_list(value, length: int | None, source, record, field) -> list[float]:
+    if isinstance(value, (np.ndarray, tuple)):  # Python callers may hand over arrays ([K, 3] is fine)
+        value = np.asarray(value).ravel().tolist()
     # Concrete types rather than numbers.Real: this runs over every keypoint of every record.
     if (not isinstance(value, list) or not all(isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool) for v in value)
             or not np.isfinite(np.asarray(value, dtype=float)).all()):
@@ -41,6 +43,8 @@ def _merged_keypoints(record_dict: dict, skeleton: Skeleton, source, record) -> 
     keypoints = record_dict.get("keypoints")
     if keypoints is None:
         raise input_error(source, "missing", record=record, field="keypoints")
+    if isinstance(keypoints, (np.ndarray, tuple)):
+        keypoints = np.asarray(keypoints).ravel().tolist()
     if not isinstance(keypoints, list):
         raise input_error(source, "expected a list of numbers", record=record, field="keypoints")
     if len(keypoints) == 3 * k:

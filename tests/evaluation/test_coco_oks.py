@@ -66,6 +66,15 @@ def test_results_with_boxes_use_box_area_like_pycocotools(coco_data):
     assert ours == pytest.approx(expected, abs=1e-9)
 
 
+def test_numpy_results_from_python_callers(coco_data):
+    gt, results = coco_data(17, seed=9)
+    as_arrays = [{**r, "keypoints": np.asarray(r["keypoints"], dtype=np.float32).reshape(17, 3),
+                  "image_id": np.int64(r["image_id"]), "score": np.float32(r["score"])} for r in results]
+    rounded = [{**r, "keypoints": np.asarray(r["keypoints"], dtype=np.float32).astype(float).tolist(),
+                "score": float(np.float32(r["score"]))} for r in results]
+    assert evaluate_predictions(gt, as_arrays, "coco", "coco") == evaluate_predictions(gt, rounded, "coco", "coco")
+
+
 def test_no_results_scores_zero(coco_data):
     gt, _ = coco_data(17, seed=4)
     metrics = evaluate_predictions(gt, [], "coco", "coco")
