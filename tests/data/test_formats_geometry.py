@@ -74,6 +74,15 @@ def test_3dpw_scorehypo_visibility_rule(tmp_path):
     assert "smpl_param" not in ann and "smpl_joint_img" not in ann  # bulky 3D fields are not copied
 
 
+def test_3dpw_file_names_with_the_sequence_folder_are_not_prefixed_twice(tmp_path):
+    src = ns.pw3d_json_sample(tmp_path / "src")
+    ns.edit_json(src / "annotations/3DPW_test.json",
+                 lambda d: d["images"][1].update(file_name="courtyard_test_00/image_00001.jpg"))
+    prepare_dataset("3dpw", src, tmp_path / "out")
+    names = [im["file_name"] for im in open_prepared(tmp_path / "out").load_coco("test")["images"]]
+    assert names == ["courtyard_test_00/image_00000.jpg", "courtyard_test_00/image_00001.jpg"]
+
+
 def test_3dpw_official_pickles(tmp_path):
     src, summary, ds = prepare(tmp_path, "3dpw", ns.pw3d_pickle_sample)
     assert any("sequence files" in note for note in summary["notes"])

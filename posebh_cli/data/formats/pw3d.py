@@ -46,8 +46,9 @@ def read_scorehypo_split(path: Path, split: str, image_root: Path, options: Read
         if not isinstance(sequence, str) or not sequence:
             raise input_error(path, f"expected a non-empty string, got {sequence!r}",
                               record=f"image id={image.get('id')}", field="sequence")
-        if isinstance(image.get("file_name"), str):
-            image["file_name"] = f"{sequence}/{image['file_name']}"
+        name = image.get("file_name")
+        if isinstance(name, str) and not name.startswith(f"{sequence}/"):  # some copies already carry the folder
+            image["file_name"] = f"{sequence}/{name}"
 
     def keypoints_of(ann: dict, p: Path, where: str) -> np.ndarray:
         kps = smpl_keypoints(ann, p, where)
