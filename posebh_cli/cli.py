@@ -91,15 +91,20 @@ def predict(
     prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Predict from the prototype heatmaps of "
                                              "this dataset/skeleton in the prototype bank."),
     kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Keypoints under this score are not drawn."),
-    bbox_thr: float = typer.Option(0.0, "--bbox-thr", help="Ignore detection boxes under this score."),
+    bbox_thr: float = typer.Option(0.0, "--bbox-thr", help="Ignore detection boxes under this score "
+                                   "(--detector: 0 means 0.3)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
+    detector: Optional[Path] = typer.Option(None, "--detector", help="YOLO-style ONNX detector for the boxes."),
+    det_class: list[int] = typer.Option([0], "--det-class", help="Detector class id to keep (repeatable; 0 = "
+                                        "person in COCO-trained detectors)."),
 ) -> None:
     """Predict keypoints on images, folders or videos: one JSON per input plus overlays."""
     from posebh_cli.inference.run import run_predict
 
     summary = run_predict(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
                           whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
-                          kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device,
+                          kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device, detector=detector,
+                          detector_classes=tuple(det_class),
                           warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True))
     console.print(f"{summary.inputs} input(s), {summary.instances} instance(s), {summary.skipped} skipped")
     console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)

@@ -2,9 +2,9 @@
 
 Boxes come from a COCO detection file (a list of {image_id, bbox, score} or a COCO dict with images and
 annotations), matched to an input by file name or by image id (a numeric file stem, or the frame index in a
-video); without a box file every image or frame is one whole-image box. With detector boxes the instances are
-rescored and filtered by OKS-NMS, as in the COCO test protocol. Everything is written into a temp sibling of the
-output folder and moved into place at the end.
+video), or from an optional ONNX detector (`detector.py`); without either every image or frame is one
+whole-image box. With detected boxes the instances are rescored and filtered by OKS-NMS, as in the COCO test
+protocol. Everything is written into a temp sibling of the output folder and moved into place at the end.
 """
 from __future__ import annotations
 
@@ -92,6 +92,14 @@ def coco_entries(instances: list[dict], image_id: int | None) -> list[dict]:
     return out
 
 
+# (image, file name or None, image id or frame index) -> (boxes xywh, scores); (None, None) = the whole image.
+BoxSource = Callable[[np.ndarray, "str | None", "int | None"], tuple]
+
+
+def _whole_image(image: np.ndarray, file_name: str | None, image_id: int | None) -> tuple[None, None]:
+    return None, None
+
+
 @dataclass
 class PredictSummary:
     out_dir: Path
@@ -131,14 +139,13 @@ def _write_json(path: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=1))
 
 
-def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, boxes: BoxIndex | None,
+def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, find_boxes: BoxSource,
                     summary: PredictSummary, progress: Progress, warn: Callable[[str], None]) -> None:
     task = progress.add_task("predict", total=len(paths))
     pending: list[io.InputImage] = []
 
     def flush() -> None:
-        per_image = [boxes.lookup(item.path.name, _numeric_id(item.path)) if boxes else (None, None)
-                     for item in pending]
+        per_image = [find_boxes(item.image, item.path.name, _numeric_id(item.path)) for item in pending]
         results = predictor.predict([item.image for item in pending], [b for b, _ in per_image],
                                     [s for _, s in per_image], return_heatmaps=writer.heat)
         for item, instances in zip(pending, results):
@@ -169,7 +176,7 @@ def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, bo
         flush()
 
 
-def _predict_video(path: Path, predictor: Predictor, writer: _Writer, boxes: BoxIndex | None,
+def _predict_video(path: Path, predictor: Predictor, writer: _Writer, find_boxes: BoxSource,
                    summary: PredictSummary, progress: Progress) -> None:
     capture, info = io.open_video(path)
     task = progress.add_task(f"predict {path.name}", total=info.frames or None)
@@ -182,7 +189,7 @@ def _predict_video(path: Path, predictor: Predictor, writer: _Writer, boxes: Box
 
     def flush() -> None:
         first = len(frames_out)
-        per_frame = [boxes.lookup(None, first + n) if boxes else (None, None) for n in range(len(pending))]
+        per_frame = [find_boxes(frame, None, first + n) for n, frame in enumerate(pending)]
         results = predictor.predict(pending, [b for b, _ in per_frame], [s for _, s in per_frame],
                                     return_heatmaps=writer.heat)
         for n, (frame, instances) in enumerate(zip(pending, results)):
@@ -222,20 +229,37 @@ def _move_into(tmp_dir: Path, out_dir: Path) -> None:
     tmp_dir.rmdir()
 
 
+def _box_source(boxes: str | Path | None, whole_image: bool, detector: str | Path | None,
+                detector_classes: tuple[int, ...], bbox_thr: float, device: str | None) -> BoxSource:
+    """Where each image's boxes come from: a detection file, an ONNX detector, or the whole image."""
+    if sum(x for x in (boxes is not None, whole_image, detector is not None)) > 1:
+        raise PosebhError("give only one of --boxes, --detector and --whole-image")
+    if boxes is not None:
+        index = load_boxes(boxes, bbox_thr)
+        return lambda image, file_name, image_id: index.lookup(file_name, image_id)
+    if detector is not None:
+        from posebh_cli.inference.detector import OnnxDetector
+
+        run_detector = OnnxDetector(detector, class_ids=detector_classes, score_thr=bbox_thr or 0.3, device=device)
+        return lambda image, file_name, image_id: run_detector(image)
+    return _whole_image
+
+
 def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | Path, skeleton: str | None = None,
                 dataset: str | None = None, boxes: str | Path | None = None, whole_image: bool = False,
                 batch_size: int = 32, flip: bool = True, prototypes: str | None = None, kpt_thr: float = 0.3,
-                bbox_thr: float = 0.0, device: str | None = None,
-                warn: Callable[[str], None] = print) -> PredictSummary:
-    """Predict every image / frame of `input_path` and write `<stem>.json` + `<stem>.overlay.{jpg,mp4}`."""
+                bbox_thr: float = 0.0, device: str | None = None, detector: str | Path | None = None,
+                detector_classes: tuple[int, ...] = (0,), warn: Callable[[str], None] = print) -> PredictSummary:
+    """Predict every image / frame of `input_path` and write `<stem>.json` + `<stem>.overlay.{jpg,mp4,avi}`.
+
+    With an ONNX `detector`, `bbox_thr` is its score threshold (0.3 when 0).
+    """
     input_path, out_dir = Path(input_path), Path(out_dir)
-    if boxes is not None and whole_image:
-        raise PosebhError("give either --boxes or --whole-image, not both")
     if prototypes is not None and (skeleton is not None or dataset is not None):
         raise PosebhError("--prototypes names the skeleton itself; drop --skeleton/--dataset")
     if not input_path.exists():
         raise input_error(input_path, "no such file or folder")
-    box_index = load_boxes(boxes, bbox_thr) if boxes is not None else None
+    find_boxes = _box_source(boxes, whole_image, detector, detector_classes, bbox_thr, device)
 
     model, recipe = load_checkpoint(checkpoint)
     if prototypes is not None:
@@ -248,14 +272,15 @@ def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | P
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     summary = PredictSummary(out_dir=out_dir)
-    writer = _Writer(predictor, tmp_dir, use_nms=box_index is not None, kpt_thr=kpt_thr, heat=prototypes is not None)
+    writer = _Writer(predictor, tmp_dir, use_nms=find_boxes is not _whole_image, kpt_thr=kpt_thr,
+                     heat=prototypes is not None)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, transient=True) as progress:
             if input_path.is_file() and io.is_video(input_path):
-                _predict_video(input_path, predictor, writer, box_index, summary, progress)
+                _predict_video(input_path, predictor, writer, find_boxes, summary, progress)
             else:
-                _predict_images(io.list_images(input_path), predictor, writer, box_index, summary, progress, warn)
+                _predict_images(io.list_images(input_path), predictor, writer, find_boxes, summary, progress, warn)
         _move_into(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
