@@ -201,9 +201,6 @@ class _HeatmapCodec:
         maps, _ = gaussian_heatmaps(coords / scale, weights, self.heatmap_size, self.sigma, subpixel=True)
         return maps
 
-    def refine(self, heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        return coords
-
     @torch.no_grad()
     def decode(self, heatmaps):
         """Heatmaps [B, K, h, w] (numpy or torch) -> coords [B, K, 2] in input pixels and scores [B, K]."""

@@ -112,6 +112,20 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.flip_indices = np.asarray(skeleton.flip_indices)
+        for inst in self.instances:
+            self._check(inst)
+
+    def _check(self, inst: "Instance") -> None:
+        """Fail at construction, not in a worker mid-epoch, on records a crop cannot be cut from."""
+        record = f"annotation id={inst.ann_id}"
+        if np.shape(inst.keypoints) != (self.num_keypoints, 3):
+            raise input_error(inst.image_path, f"expected [{self.num_keypoints}, 3] keypoints for skeleton "
+                              f"'{self.skeleton.name}', got shape {list(np.shape(inst.keypoints))}",
+                              record=record, field="keypoints")
+        bbox = np.asarray(inst.bbox, dtype=np.float64)
+        if bbox.shape != (4,) or not np.all(np.isfinite(bbox)) or bbox[2] < 0 or bbox[3] < 0 or bbox[2:].max() <= 0:
+            raise input_error(inst.image_path, f"box {bbox.tolist()} is not [x, y, w, h] with a positive size",
+                              record=record, field="bbox")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -153,7 +167,7 @@ class TopDownDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         inst = self.instances[index]
         image = self._read_image(inst)
-        keypoints = np.asarray(inst.keypoints, dtype=np.float32).reshape(self.num_keypoints, 3)
+        keypoints = np.asarray(inst.keypoints, dtype=np.float32)
         if self.train:
             crop = self._augment(inst, keypoints, self.rng(index))
         else:

@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from posebh_cli.data.codecs import MSRAHeatmap, UDPHeatmap, make_codec
+from posebh_cli.data.codecs import MSRAHeatmap, UDPHeatmap, blur_heatmaps, make_codec
 from posebh_cli.errors import PosebhError
 
 
@@ -142,3 +143,14 @@ def test_decode_half_precision_tensors():
     heatmaps = torch.from_numpy(codec.encode(points, np.ones(3))[0])[None]
     coords, scores = codec.decode(heatmaps.to(torch.bfloat16))
     assert coords.dtype == torch.float32 and np.abs(coords[0].numpy() - points).max() < 0.5
+
+
+def test_blur_matches_opencv_on_a_zero_border():
+    # The reference decoders blur each map with cv2.GaussianBlur(k, sigma=0) on a zero border, then restore the max.
+    heatmaps = np.random.default_rng(5).random((1, 2, 20, 16)).astype(np.float32)
+    ours = blur_heatmaps(torch.from_numpy(heatmaps), 11).numpy()
+    for k in range(2):
+        canvas = np.pad(heatmaps[0, k], 5)
+        blurred = cv2.GaussianBlur(canvas, (11, 11), 0)[5:-5, 5:-5]
+        blurred *= heatmaps[0, k].max() / blurred.max()
+        assert np.allclose(ours[0, k], blurred, atol=1e-5)

@@ -161,6 +161,17 @@ def test_unreadable_image_names_the_file(person, tmp_path):
         make(skeleton, inst)[0]
 
 
+def test_bad_records_fail_at_construction(person):
+    skeleton, inst = person
+    inst.bbox = np.array([10, 10, 0, 0], np.float32)
+    with pytest.raises(PosebhError, match=r"record annotation id=70: field 'bbox'"):
+        make(skeleton, inst)
+    inst.bbox = np.array([10, 10, 5, 5], np.float32)
+    inst.keypoints = inst.keypoints[:16]
+    with pytest.raises(PosebhError, match=r"field 'keypoints': expected \[17, 3\]"):
+        make(skeleton, inst)
+
+
 def test_collate_mixes_skeletons(person):
     skeleton, inst = person
     hand = load_skeleton("interhand")
