@@ -17,7 +17,7 @@ from posebh_cli.skeletons import Skeleton, load_skeleton
 PROTOCOLS = ("coco", "coco_noarea", "wholebody", "pckh", "interhand")
 
 # The metric a run reports first and selects checkpoints by.
-PRIMARY_METRIC = {"coco": "AP", "coco_noarea": "AP", "wholebody": "wholebody/AP", "pckh": "PCKh", "interhand": "AUC"}
+PRIMARY_METRIC = {"coco": "AP", "coco_noarea": "AP", "wholebody": "AP", "pckh": "PCKh", "interhand": "AUC"}
 
 _BY_NAME = {"aic": "coco_noarea", "smpl24": "coco_noarea", "3dpw": "coco_noarea",
             "coco_wholebody": "wholebody", "mpii": "pckh", "interhand": "interhand", "interhand2.6m": "interhand"}

@@ -25,6 +25,10 @@ def _is_number(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _number_list(value, length: int | None, source, record, field) -> list[float]:
     if isinstance(value, (np.ndarray, tuple)):  # Python callers may hand over arrays ([K, 3] is fine)
         value = np.asarray(value).ravel().tolist()
@@ -57,7 +61,7 @@ def _merged_keypoints(record_dict: dict, skeleton: Skeleton, source, record) -> 
                 start, end = skeleton.parts[part]
                 field = f"{part}_kpts"
                 if field not in record_dict:
-                    raise input_error(source, f"missing (body-only 'keypoints' need all part fields)", record=record,
+                    raise input_error(source, "missing (body-only 'keypoints' need all part fields)", record=record,
                                       field=field)
                 merged += _number_list(record_dict[field], 3 * (end - start), source, record, field)
             return merged
@@ -76,19 +80,19 @@ def check_ground_truth(gt: dict, skeleton: Skeleton, source="<annotations>", nee
             raise input_error(source, "missing or not a list", field=key)
     images = []
     for i, image in enumerate(gt["images"]):
-        if not isinstance(image, dict) or not isinstance(image.get("id"), int):
+        if not isinstance(image, dict) or not _is_id(image.get("id")):
             raise input_error(source, "expected an integer", record=f"image #{i}", field="id")
         images.append({"id": image["id"], **{k: image[k] for k in ("width", "height", "file_name") if k in image}})
     categories = []
     for i, cat in enumerate(gt["categories"]):
-        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")):
             raise input_error(source, "expected an integer", record=f"category #{i}", field="id")
         categories.append({"id": cat["id"], "name": str(cat.get("name", cat["id"]))})
     image_ids = {image["id"] for image in images}
     category_ids = {cat["id"] for cat in categories}
     annotations = []
     for i, ann in enumerate(gt["annotations"]):
-        if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
+        if not isinstance(ann, dict) or not _is_id(ann.get("id")):
             raise input_error(source, "expected an integer", record=f"annotation #{i}", field="id")
         record = f"annotation id={ann['id']}"
         if ann.get("image_id") not in image_ids:

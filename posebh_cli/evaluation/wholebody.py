@@ -15,7 +15,8 @@ from posebh_cli.skeletons import Skeleton
 
 
 def wholebody_ap(gt: dict, results: list[dict], skeleton: Skeleton) -> dict[str, float]:
-    """Flat metrics `<part>/<stat>` for the five parts and `wholebody/<stat>` for all keypoints."""
+    """Flat metrics `<part>/<stat>` for the five parts and `wholebody/<stat>` for all keypoints, plus `AP` and
+    `AR` repeating the whole-body values (the headline, as mmpose's `coco-wholebody/AP`)."""
     body = skeleton.parts["body"]
     metrics: dict[str, float] = {}
     # disable=None: a progress bar on a terminal only, silent in logs and tests.
@@ -25,4 +26,5 @@ def wholebody_ap(gt: dict, results: list[dict], skeleton: Skeleton) -> dict[str,
         stats = oks_ap(gt, results, skeleton.sigmas, part=span, score_key=score_key, xtcoco=True, use_area=True,
                        area_part=body)
         metrics.update({f"{part}/{name}": stats[name] for name in STAT_NAMES})
+    metrics["AP"], metrics["AR"] = metrics["wholebody/AP"], metrics["wholebody/AR"]
     return metrics

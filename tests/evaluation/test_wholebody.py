@@ -49,7 +49,8 @@ def test_official_and_merged_formats_agree(wholebody):
     official_gt = {**gt, "annotations": [split_official(a) for a in gt["annotations"]]}
     official_results = [split_official(r) for r in results]
     assert evaluate_predictions(official_gt, official_results, SK, "wholebody") == merged
-    assert set(merged) == {f"{p}/{s}" for p in (*PARTS, "wholebody") for s in STAT_NAMES}
+    assert set(merged) == {f"{p}/{s}" for p in (*PARTS, "wholebody") for s in STAT_NAMES} | {"AP", "AR"}
+    assert (merged["AP"], merged["AR"]) == (merged["wholebody/AP"], merged["wholebody/AR"])
     assert 0.02 < merged["wholebody/AP"] < 0.95
     assert len({round(merged[f"{p}/AP"], 6) for p in PARTS}) == len(PARTS)  # parts are really separate
 
