@@ -42,7 +42,7 @@ def summary_table(summary: dict):
     from rich.table import Table
 
     table = Table(title=f"{summary['format']} → {summary['out']} (skeleton {summary['skeleton']})")
-    for column in ("split", "images", "annotations", "keypoints outside image → v=0", "missing images skipped"):
+    for column in ("split", "images", "annotations", "outside image → v=0", "missing, skipped"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split, counts in summary["splits"].items():
         table.add_row(split, str(counts["images"]), str(counts["annotations"]),
