@@ -2,7 +2,7 @@
 
 Conventions:
 * `scale` is the crop size in image pixels (w, h), already padded (mmpose 1.x; 0.x divided it by 200).
-* `rotation` is in degrees; the crop content turns by it about `center`.
+* `rotation` is in degrees; a positive angle turns the content counter-clockwise on screen (about `center`).
 * Standard warp (MSRA datasets): `center` goes to (W/2, H/2) of the input and one image pixel is
   W / scale_w input pixels, the same matrix as the classic 3-point `cv2.getAffineTransform` construction.
 * UDP warp (UDP datasets): `center` goes to ((W-1)/2, (H-1)/2) and the factor is (W-1)/scale_w per axis,

@@ -129,3 +129,12 @@ def test_msra_flip_is_closer_with_the_one_pixel_shift():
     # Unshifted the flip is biased by -3 input px on average, shifted by +1: the shift is the better estimate.
     assert errors[True].mean() < errors[False].mean()
     assert errors[True].max() <= 3.0 + 1e-4 and errors[False].max() <= 5.0 + 1e-4
+
+
+@pytest.mark.parametrize("use_udp", [False, True])
+def test_positive_rotation_turns_content_counter_clockwise(use_udp):
+    center = np.array([100.0, 100.0])
+    matrix = get_warp_matrix(center, np.array([96.0, 128.0]), 90.0, INPUT, use_udp)
+    middle = affine_points(center, matrix)
+    right_of_center = affine_points(center + [10.0, 0.0], matrix)
+    assert right_of_center[0] == pytest.approx(middle[0], abs=1e-4) and right_of_center[1] < middle[1] - 5
