@@ -155,10 +155,11 @@ class PoseModel(nn.Module):
     def split(self, dataset: str) -> "PoseModel":
         """A plain single-dataset model (no experts): fc2 = cat(shared fc2, expert d), head d, prototype rows of d."""
         d = self.dataset_index(dataset)
-        single = PoseModel(self.config.arch, [dataset], [self.skeletons[d]], num_experts=0,
-                           with_embedding=self.with_embedding, embed_dim=self.config.embed_dim,
-                           prototypes_per_keypoint=self.config.prototypes_per_keypoint, img_size=self.config.img_size,
-                           drop_path_rate=self.config.drop_path_rate)
+        with torch.device("meta"):  # weights come from this model below
+            single = PoseModel(self.config.arch, [dataset], [self.skeletons[d]], num_experts=0,
+                               with_embedding=self.with_embedding, embed_dim=self.config.embed_dim,
+                               prototypes_per_keypoint=self.config.prototypes_per_keypoint,
+                               img_size=self.config.img_size, drop_path_rate=self.config.drop_path_rate)
         src = self.state_dict()
         state = {}
         for key, value in src.items():
@@ -175,8 +176,9 @@ class PoseModel(nn.Module):
                 state[key] = value[self.keypoint_slice(d)]
             else:
                 state[key] = value
-        single.load_state_dict(state, strict=True)
-        return single.to(next(self.parameters()).device).train(self.training)
+        # Own copies, so training the split model leaves this one untouched.
+        single.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
+        return single.train(self.training)
 
     def extra_repr(self) -> str:
         return f"datasets={self.datasets}, arch={self.config.arch}, experts={self.backbone.num_experts}"

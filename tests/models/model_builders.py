@@ -78,4 +78,6 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.05)
                 if name.endswith("running_var"):
                     t.abs_().add_(0.5)
+                elif t.ndim == 1 and name.endswith("weight"):  # norm scales near 1 keep activations O(1)
+                    t.add_(1.0)
     return model
