@@ -190,6 +190,40 @@ def synth(
     console.print(table)
 
 
+# ---------------------------------------------------------------- convert-checkpoint, export
+@app.command("convert-checkpoint")
+@_user_errors
+def convert_checkpoint(
+    src: Path = typer.Argument(..., help="Official ViTPose/ViTPose++/PoseBH .pth, or our folder / .safetensors."),
+    out: Path = typer.Argument(..., help="Output folder (model.safetensors + model.json) or a .safetensors file."),
+    split: Optional[str] = typer.Option(None, "--split", help="Write this dataset's plain model (expert merged)."),
+) -> None:
+    """Convert a checkpoint to posebh's format, optionally splitting out one dataset's plain ViT model."""
+    from posebh_cli.models.checkpoint import convert_checkpoint as run_convert
+
+    with console.status(f"converting {src}"):
+        model = run_convert(src, out, split=split)
+    console.print(f"wrote {out}: {model.config.arch}, datasets {', '.join(model.datasets)}, "
+                  f"{model.backbone.num_experts} experts, embedding {'yes' if model.with_embedding else 'no'}")
+
+
+@app.command("export")
+@_user_errors
+def export(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Checkpoint folder, .safetensors or official .pth."),
+    dataset: str = typer.Option(..., "--dataset", help="Export this dataset's head (and expert, merged)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    out: Path = typer.Option(..., "--out", help="Output file."),
+) -> None:
+    """Export one dataset's heatmap model to ONNX or TorchScript and check parity against PyTorch."""
+    from posebh_cli.models.export import export_model
+
+    with console.status(f"exporting {dataset} to {fmt}"):
+        result = export_model(checkpoint, dataset, fmt, out)
+    console.print(f"wrote {result.path} ({result.num_keypoints} keypoints); "
+                  f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}")
+
+
 def main() -> None:
     app()
 
