@@ -2,7 +2,8 @@
 
 `evaluate_predictions(gt, results, skeleton, protocol)` scores COCO-style results against a COCO keypoint GT
 dict and returns flat metrics. `protocol_for(skeleton_name, source_format)` picks a dataset's protocol.
-AP/AR and all rates are fractions in [0, 1]; EPE is in pixels.
+AP/AR and all rates are fractions in [0, 1] (AP/AR are -1 for an area range without GT, as in pycocotools);
+EPE is in pixels.
 """
 from __future__ import annotations
 

@@ -57,13 +57,34 @@ def write_metrics(metrics: dict[str, float], path: str | Path) -> None:
         raise
 
 
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def metrics_table(metrics: dict[str, float], title: str = "metrics") -> Table:
-    """A two-column rich table; rates print with four decimals, EPE in pixels."""
+    """A rich table of the metrics. Keys `<group>/<stat>` sharing one stat list (whole-body parts) form a grid
+    with one row per group; everything else is a two-column list (a grid's other keys go in the caption)."""
+    groups: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        group, sep, stat = name.rpartition("/")
+        if sep:
+            groups.setdefault(group, {})[stat] = value
+    stat_lists = {tuple(stats) for stats in groups.values()}
     table = Table(title=title)
+    if len(groups) >= 2 and len(stat_lists) == 1:
+        stat_names = next(iter(stat_lists))
+        table.add_column("part")
+        for stat in stat_names:
+            table.add_column(stat, justify="right")
+        for group, stats in groups.items():
+            table.add_row(group, *(_fmt(stats[stat]) for stat in stat_names))
+        rest = [f"{name} {_fmt(value)}" for name, value in metrics.items() if "/" not in name]
+        table.caption = ", ".join(rest) or None
+        return table
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(name, _fmt(value))
     return table
 
 

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from posebh_cli.cli import app
+from posebh_cli.evaluation.command import metrics_table
 
 
 def run_cli(*args):
@@ -111,3 +112,12 @@ def test_checkpoint_mode_calls_evaluate_checkpoint(monkeypatch, tmp_path):
     assert json.loads(out.read_text()) == {"PCKh": 0.9, "PCKh@0.1": 0.4}
     assert "PCKh@0.1" in text
     assert_user_error(*run_cli("--checkpoint", "runs/a"), "--data")
+
+
+def test_table_is_a_grid_for_part_metrics():
+    parts = {f"{p}/{s}": 0.5 for p in ("body", "face") for s in ("AP", "AR")}
+    grid = metrics_table({**parts, "AP": 0.5, "AR": 0.5})
+    assert [c.header for c in grid.columns] == ["part", "AP", "AR"] and grid.row_count == 2
+    assert grid.caption == "AP 0.5000, AR 0.5000"
+    flat = metrics_table({"PCKh": 0.9, "PCKh@0.1": 0.4, "PCKh/Head": 1.0})
+    assert [c.header for c in flat.columns] == ["metric", "value"] and flat.row_count == 3
