@@ -81,6 +81,8 @@ def test_unknown_protocol_skeleton_and_missing_options(files):
                                "--protocol", "pck3d"), "unknown protocol 'pck3d'")
     assert_user_error(*run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "octopus"),
                       "unknown skeleton 'octopus'")
+    assert_user_error(*run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "coco",
+                               "--protocol", "wholebody"), "protocol 'wholebody'", "'coco'")
     assert_user_error(*run_cli("--results", res_path, "--skeleton", "coco"), "--annotations")
     assert_user_error(*run_cli(), "--results", "--checkpoint")
     assert_user_error(*run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "coco",
