@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from posebh_cli.data import synth_render as render
 from posebh_cli.data.synth_rig import (SPECIES, Camera, Figure, Rig, build_figure, hand_rig, human_rig,
-                                       place_figure, quadruped_rig, rotation, sample_angles)
+                                       placement, quadruped_rig, rotation, sample_angles)
 from posebh_cli.errors import PosebhError
 
 
@@ -172,7 +172,7 @@ def sample_actor(body_plan: str, rng: np.random.Generator, width: int, height: i
         colors = _colors_human(rng)
     angles = sample_angles(rig, rng, spread)
     amplitude = (rig.limits[..., 1] - rig.limits[..., 0]) * rng.uniform(0.0, 0.08)
-    center = kw.get("center", _placement(rng, width, height, truncate=0.15))
+    center = kw.get("center", _placement(rng, width, height, truncate=0.05 if body_plan == "hand" else 0.15))
     return Actor(rig, float(size), _proportions(rig, rng, 0.05), angles, amplitude, rng.uniform(0, 2 * np.pi, angles.shape),
                  orientation, float(rng.normal(0, 3)), float(extent), np.asarray(center, float),
                  rng.normal(0, 0.004, 2) * np.array([width, height]), colors, extras)
@@ -182,13 +182,10 @@ def actor_figure(actor: Actor, camera: Camera, frame: int, rng: np.random.Genera
     """The actor posed and placed in one frame."""
     angles = actor.angles_at(frame)
     orientation = actor.orientation + np.array([0.0, actor.spin * frame, 0.0])
-
-    def make(translation):
-        fig = build_figure(actor.rig, angles, actor.size, actor.proportions, orientation, translation)
-        fig.extras = dict(actor.extras, size=actor.size)
-        return fig
-
-    fig = place_figure(make, camera, actor.extent, tuple(actor.center + actor.velocity * frame))
+    center = tuple(actor.center + actor.velocity * frame)
+    fig = build_figure(actor.rig, angles, actor.size, actor.proportions, orientation,
+                       lambda points: placement(points, camera, actor.extent, center))
+    fig.extras = dict(actor.extras, size=actor.size)
     render.figure_palette(fig, rng, actor.part_colors)
     return fig
 
@@ -248,7 +245,7 @@ def make_image(job: ImageJob) -> dict:
     frame_rng = _rng(job.seed, job.dataset, job.split, clip, frame, "frame")
     figures = [actor_figure(a, camera, frame, _rng(job.seed, job.dataset, job.split, clip, k, "colors"))
                for k, a in enumerate(actors)]
-    img = background + frame_rng.normal(0, 2.0, background.shape).astype(np.float32)
+    img = background + render.noise(frame_rng, background.shape, 2.0)
     labels = render.draw_figures(img, figures, camera)
     occluders = render.draw_occluders(img, labels, _rng(job.seed, job.dataset, job.split, clip, "occluders"),
                                       render.figure_boxes(figures, camera, labels))

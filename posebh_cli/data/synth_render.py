@@ -38,27 +38,30 @@ BACKGROUND_STYLES = ("gradient", "blobs", "clutter", "tiles")
 def render_background(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, int]:
     """A cluttered background image (float32 BGR) and its style index."""
     style = int(rng.integers(len(BACKGROUND_STYLES)))
-    a, b = random_color(rng), random_color(rng)
-    if rng.random() < 0.5:
-        ramp = np.linspace(0, 1, height, dtype=np.float32)[:, None, None] * np.ones((1, width, 1), np.float32)
-    else:
-        ramp = np.linspace(0, 1, width, dtype=np.float32)[None, :, None] * np.ones((height, 1, 1), np.float32)
-    img = a * (1 - ramp) + b * ramp
+    ends = np.stack([random_color(rng), random_color(rng)])
+    ends = ends.reshape(2, 1, 3) if rng.random() < 0.5 else ends.reshape(1, 2, 3)
+    img = cv2.resize(ends, (width, height), interpolation=cv2.INTER_LINEAR)       # a linear gradient
     if style == 1:
         cells = rng.uniform(0, 255, (height // 24 + 2, width // 24 + 2, 3)).astype(np.float32)
         img = 0.4 * img + 0.6 * cv2.resize(cells, (width, height), interpolation=cv2.INTER_CUBIC)
     elif style == 3:
         size = int(rng.integers(8, 32))
-        yy, xx = np.mgrid[0:height, 0:width]
-        checker = (((yy // size) + (xx // size)) % 2).astype(np.float32)[..., None]
+        small = ((np.arange(height // size + 1)[:, None] + np.arange(width // size + 1)[None]) % 2).astype(np.uint8)
+        checker = cv2.resize(small, (small.shape[1] * size, small.shape[0] * size), interpolation=cv2.INTER_NEAREST)
+        checker = checker[:height, :width, None].astype(np.float32)
         img = img * (1 - checker) + random_color(rng) * checker
     shapes = int(rng.integers(2, 6)) + (12 if style == 2 else 0)
     for _ in range(shapes):
         draw_random_shape(img, rng, (0, 0, width, height), scale=rng.uniform(0.05, 0.4))
-    img += rng.normal(0, rng.uniform(2, 12), img.shape).astype(np.float32)
+    img += noise(rng, img.shape, rng.uniform(2, 12))
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (3, 3), 0)
     return img, style
+
+
+def noise(rng: np.random.Generator, shape: tuple, sigma: float) -> np.ndarray:
+    """Zero-mean uniform pixel noise with standard deviation `sigma` (cheaper than Gaussian, looks the same)."""
+    return (rng.random(shape, dtype=np.float32) - 0.5) * np.float32(sigma * np.sqrt(12.0))
 
 
 def draw_random_shape(img: np.ndarray, rng: np.random.Generator, box: tuple[float, float, float, float],
@@ -69,31 +72,35 @@ def draw_random_shape(img: np.ndarray, rng: np.random.Generator, box: tuple[floa
     size = max(4.0, scale * max(w, h))
     color = tuple(float(c) for c in random_color(rng))
     kind = int(rng.integers(4))
-    layer = np.zeros(img.shape[:2], np.uint8)
     if kind == 0:
         half = rng.uniform(0.3, 1.0, 2) * size / 2
-        p1 = (int(cx - half[0]), int(cy - half[1]))
-        p2 = (int(cx + half[0]), int(cy + half[1]))
-        cv2.rectangle(layer, p1, p2, 255, -1)
+        pts = np.array([[cx - half[0], cy - half[1]], [cx + half[0], cy - half[1]], [cx + half[0], cy + half[1]],
+                        [cx - half[0], cy + half[1]]])
     elif kind == 1:
         axes = (int(rng.uniform(0.2, 0.5) * size), int(rng.uniform(0.2, 0.5) * size))
-        cv2.ellipse(layer, (int(cx), int(cy)), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        pts = cv2.ellipse2Poly((int(cx), int(cy)), axes, int(rng.uniform(0, 180)), 0, 360, 10)
     elif kind == 2:
         n = int(rng.integers(3, 7))
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
         radii = rng.uniform(0.2, 0.5, n) * size
-        pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1).astype(np.int32)
-        cv2.fillPoly(layer, [pts], 255)
+        pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
     else:
         angle = rng.uniform(0, np.pi)
         dx, dy = np.cos(angle) * size / 2, np.sin(angle) * size / 2
-        cv2.line(layer, (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy)), 255,
-                 max(1, int(size * rng.uniform(0.05, 0.2))))
-    inside = layer > 0
-    shade = 1.0 + rng.normal(0, 0.08, (1, 1, 1)).astype(np.float32)
-    img[inside] = np.asarray(color, np.float32) * shade[0, 0]
+        ends = ((int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy)))
+        thickness = max(1, int(size * rng.uniform(0.05, 0.2)))
+        cv2.line(img, *ends, color, thickness)
+        if mask is not None:
+            layer = np.zeros(img.shape[:2], np.uint8)
+            cv2.line(layer, *ends, 1, thickness)
+            mask |= layer > 0
+        return
+    pts = np.round(pts).astype(np.int32)
+    cv2.fillPoly(img, [pts], color)
     if mask is not None:
-        mask |= inside
+        layer = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(layer, [pts], 1)
+        mask |= layer > 0
 
 
 # ----------------------------------------------------------------------------- figures
@@ -104,28 +111,29 @@ def figure_palette(fig: Figure, rng: np.random.Generator, body_colors: dict[str,
                   "period": float(rng.uniform(0.25, 0.6)), "dark": _bgr(0, 0, rng.uniform(10, 50))}
 
 
-def _capsule_2d(fig: Figure, camera: Camera, capsule) -> tuple[np.ndarray, np.ndarray, float, float]:
-    a, b, radius, _ = capsule
-    pa, pb = camera.project(fig.joints[a]), camera.project(fig.joints[b])
-    z = (fig.joints[a, 2] + fig.joints[b, 2]) / 2
-    return pa, pb, radius * camera.focal[0] / max(z, 1e-3), z
 
 
 def draw_capsule(img: np.ndarray, labels: np.ndarray, label: int, pa: np.ndarray, pb: np.ndarray, r: float,
                  base: np.ndarray, stripe: np.ndarray, period_px: float) -> None:
     """A shaded, striped capsule from pa to pb (pixels) with radius r, alpha-blended into img."""
     height, width = img.shape[:2]
+    if r < 1.5:   # too thin for texture
+        ends = _pt(pa), _pt(pb)
+        cv2.line(img, *ends, tuple(float(c) for c in base), max(1, int(round(2 * r))), cv2.LINE_AA)
+        cv2.line(labels, *ends, label, max(1, int(round(2 * r))))
+        return
     x0, y0 = np.floor(np.minimum(pa, pb) - r - 1).astype(int)
     x1, y1 = np.ceil(np.maximum(pa, pb) + r + 2).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if x0 >= x1 or y0 >= y1:
         return
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None]
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :]
     axis = pb - pa
     length2 = float(axis @ axis)
     if length2 < 1e-6:
-        t = np.zeros_like(xx)
-        along = (yy - pa[1])
+        t = np.zeros((1, 1), np.float32)
+        along = np.broadcast_to(yy - pa[1], (y1 - y0, x1 - x0))
     else:
         t = np.clip(((xx - pa[0]) * axis[0] + (yy - pa[1]) * axis[1]) / length2, 0, 1)
         along = t * np.sqrt(length2)
@@ -146,9 +154,11 @@ def draw_figures(img: np.ndarray, figures: list[Figure], camera: Camera) -> np.n
     labels = np.zeros(img.shape[:2], np.int16)
     items = []
     for f, fig in enumerate(figures):
+        uv = camera.project(fig.joints)
         for capsule in fig.capsules:
-            pa, pb, r, z = _capsule_2d(fig, camera, capsule)
-            items.append((z, f, capsule, pa, pb, r))
+            a, b, radius, _ = capsule
+            z = (fig.joints[a, 2] + fig.joints[b, 2]) / 2
+            items.append((z, f, capsule, uv[a], uv[b], radius * camera.focal[0] / max(z, 1e-3)))
     items.sort(key=lambda item: -item[0])
     for z, f, capsule, pa, pb, r in items:
         fig = figures[f]
@@ -174,6 +184,11 @@ def _facing(fig: Figure, camera: Camera, names: list[str], center: np.ndarray) -
     return out
 
 
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    """A pixel position for OpenCV drawing, kept in a range it accepts."""
+    return int(round(float(np.clip(p[0], -1e4, 1e4)))), int(round(float(np.clip(p[1], -1e4, 1e4))))
+
+
 def draw_face(img: np.ndarray, fig: Figure, camera: Camera, center: np.ndarray) -> None:
     """Eyes, nose and mouth marks on a head ball, only where they face the camera."""
     dark = tuple(float(c) for c in fig.colors["dark"])
@@ -184,20 +199,20 @@ def draw_face(img: np.ndarray, fig: Figure, camera: Camera, center: np.ndarray) 
             pts = _facing(fig, camera, [f"face_{i}" for i in range(lo, lo + 6)], center)
             if len(pts) == 6:
                 c = np.mean(pts, 0)
-                cv2.circle(img, (int(round(c[0])), int(round(c[1]))), eye_r, dark, -1, cv2.LINE_AA)
+                cv2.circle(img, _pt(c), eye_r, dark, -1, cv2.LINE_AA)
         for lo, hi, closed in ((17, 22, False), (22, 27, False), (48, 60, True)):
             pts = _facing(fig, camera, [f"face_{i}" for i in range(lo, hi)], center)
             if len(pts) == hi - lo:
                 color = (40.0, 40.0, 150.0) if closed else dark
-                cv2.polylines(img, [np.round(pts).astype(np.int32)], closed, color, max(1, eye_r // 2), cv2.LINE_AA)
+                cv2.polylines(img, [np.clip(np.round(pts), -1e4, 1e4).astype(np.int32)], closed, color, max(1, eye_r // 2), cv2.LINE_AA)
         nose = _facing(fig, camera, ["face_30"], center)
     else:
         for name in ("left_eye", "right_eye"):
             for p in _facing(fig, camera, [name], center):
-                cv2.circle(img, (int(round(p[0])), int(round(p[1]))), eye_r, dark, -1, cv2.LINE_AA)
+                cv2.circle(img, _pt(p), eye_r, dark, -1, cv2.LINE_AA)
         nose = [camera.project(fig.points[fig.rig.point_names.index("nose")])]
     for p in nose:
-        cv2.circle(img, (int(round(p[0])), int(round(p[1]))), max(1, eye_r), (20.0, 20.0, 20.0), -1, cv2.LINE_AA)
+        cv2.circle(img, _pt(p), max(1, eye_r), (20.0, 20.0, 20.0), -1, cv2.LINE_AA)
 
 
 def draw_occluders(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator, boxes: list, probability: float = 0.35
@@ -214,17 +229,22 @@ def draw_occluders(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator
 # ----------------------------------------------------------------------------- boxes and visibility
 def capsule_arrays(figures: list[Figure], camera: Camera):
     """All capsules as arrays: 2D ends [C, 2] x2, axis depths [C] x2, world radius [C], pixel radius [C]."""
-    pa, pb, za, zb, radius, rpx = [], [], [], [], [], []
+    pa, pb, za, zb, radius = [], [], [], [], []
     for fig in figures:
-        for a, b, r, _ in fig.capsules:
-            pa.append(camera.project(fig.joints[a]))
-            pb.append(camera.project(fig.joints[b]))
-            za.append(fig.joints[a, 2])
-            zb.append(fig.joints[b, 2])
-            radius.append(r)
-            rpx.append(r * camera.focal[0] / max((fig.joints[a, 2] + fig.joints[b, 2]) / 2, 1e-3))
-    return (np.array(pa).reshape(-1, 2), np.array(pb).reshape(-1, 2), np.array(za), np.array(zb),
-            np.array(radius), np.array(rpx))
+        if not fig.capsules:
+            continue
+        a, b = (np.array([c[k] for c in fig.capsules]) for k in (0, 1))
+        uv = camera.project(fig.joints)
+        pa.append(uv[a])
+        pb.append(uv[b])
+        za.append(fig.joints[a, 2])
+        zb.append(fig.joints[b, 2])
+        radius.append(np.array([c[2] for c in fig.capsules]))
+    if not pa:
+        return (np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
+    pa, pb, za, zb, radius = (np.concatenate(v) for v in (pa, pb, za, zb, radius))
+    rpx = radius * camera.focal[0] / np.maximum((za + zb) / 2, 1e-3)
+    return pa, pb, za, zb, radius, rpx
 
 
 def occluded_by_capsules(uv: np.ndarray, depth: np.ndarray, eps: np.ndarray, caps) -> np.ndarray:

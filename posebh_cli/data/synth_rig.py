@@ -76,6 +76,7 @@ class Rig:
                 keys.append(key)
             self.skeleton_points[name] = keys
             self.skeleton_index[name] = np.array([position[k] for k in keys])
+        self.labelled = np.unique(np.concatenate(list(self.skeleton_index.values())))   # points some skeleton uses
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -372,12 +373,14 @@ def to_camera(body_xyz: np.ndarray, orientation_deg: np.ndarray, translation: np
 
 
 def build_figure(rig: Rig, angles: np.ndarray, size: float, proportions: np.ndarray,
-                 orientation_deg: np.ndarray, translation: np.ndarray) -> Figure:
-    """Pose the rig, scale it by `size` (1 = the rig's nominal size) and place it in camera coordinates."""
+                 orientation_deg: np.ndarray, place) -> Figure:
+    """Pose the rig, scale it by `size` (1 = the rig's nominal size), turn it to `orientation_deg` and shift it
+    by the translation `place(keypoints)` picks for the turned keypoints of all skeletons (see `placement`)."""
     scale = size * proportions
     joints, _, points = pose_rig(rig, angles, scale)
-    joints = to_camera(joints, orientation_deg, translation)
-    points = to_camera(points, orientation_deg, translation)
+    zero = np.zeros(3)
+    joints, points = to_camera(joints, orientation_deg, zero), to_camera(points, orientation_deg, zero)
+    t = place(points[rig.labelled])
     capsules = []
     for i, b in enumerate(rig.bones):
         if b.radius > 0 and b.parent:
@@ -385,7 +388,7 @@ def build_figure(rig: Rig, angles: np.ndarray, size: float, proportions: np.ndar
         if b.ball > 0:
             capsules.append((i, i, b.ball * size, b.part))
     sides = ["left" if "left_" in b.name else "right" if "right_" in b.name else "center" for b in rig.bones]
-    return Figure(rig, joints, points, capsules, sides)
+    return Figure(rig, joints + t, points + t, capsules, sides)
 
 
 @dataclass(frozen=True)
@@ -399,20 +402,19 @@ class Camera:
         return xyz[..., :2] / z * np.array(self.focal) + np.array(self.princpt)
 
 
-def place_figure(fig_fn, camera: Camera, target_extent_px: float, center_px: tuple[float, float],
-                 depth0: float = 4000.0) -> Figure:
-    """Find the translation that makes the figure's larger box side `target_extent_px` with its box centred at
-    `center_px`.
-    `fig_fn(translation)` builds the figure; two passes are enough for a pinhole camera."""
+def placement(points: np.ndarray, camera: Camera, target_extent_px: float, center_px: tuple[float, float],
+              depth0: float = 4000.0) -> np.ndarray:
+    """The translation that makes the larger side of the keypoints' box `target_extent_px` pixels, with the box
+    centred at `center_px`. Points are in camera axes around the origin; a few fixed-point steps suffice."""
     t = np.array([0.0, 0.0, depth0])
-    for _ in range(2):
-        fig = fig_fn(t)
-        uv = camera.project(fig.points)      # the keypoints, so a hand's forearm stub does not count
-        extent = max(float((uv.max(0) - uv.min(0)).max()), 1.0)
-        t = t.copy()
+    for _ in range(3):
+        uv = camera.project(points + t)
+        extent = max(float((uv.max(0) - uv.min(0)).max()), 1e-3)
         t[2] *= extent / target_extent_px
-        fig = fig_fn(t)
-        uv = camera.project(fig.points)
+        uv = camera.project(points + t)
         mid = (uv.min(0) + uv.max(0)) / 2
-        t[:2] += (np.array(center_px) - mid) * t[2] / np.array(camera.focal)
-    return fig_fn(t)
+        t[:2] += (np.asarray(center_px) - mid) * t[2] / np.asarray(camera.focal)
+        # never let the figure reach the camera plane: big, deep figures come out smaller instead
+        span = float(np.ptp(points, axis=0).max())
+        t[2] = max(t[2], 0.6 * span - float(points[:, 2].min()))
+    return t
