@@ -9,6 +9,7 @@ protocol. Everything is written into a temp sibling of the output folder and mov
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import shutil
 import tempfile
@@ -142,6 +143,7 @@ def _write_json(path: Path, record: dict) -> None:
 def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, find_boxes: BoxSource,
                     summary: PredictSummary, progress: Progress, warn: Callable[[str], None]) -> None:
     task = progress.add_task("predict", total=len(paths))
+    stem_counts = Counter(path.stem for path in paths)
     pending: list[io.InputImage] = []
 
     def flush() -> None:
@@ -152,8 +154,10 @@ def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, fi
             overlay, entries = writer.finish(item.image, instances, _numeric_id(item.path))
             record = writer.header(item.path.name) | {"width": item.image.shape[1], "height": item.image.shape[0],
                                                       "predictions": entries}
-            json_path = writer.tmp_dir / f"{item.path.stem}.json"
-            overlay_path = writer.tmp_dir / f"{item.path.stem}.overlay.jpg"
+            # a.jpg and a.png in one folder must not overwrite each other's outputs
+            stem = item.path.stem if stem_counts[item.path.stem] == 1 else item.path.name
+            json_path = writer.tmp_dir / f"{stem}.json"
+            overlay_path = writer.tmp_dir / f"{stem}.overlay.jpg"
             _write_json(json_path, record)
             io.write_image(overlay_path, overlay)
             summary.json_files.append(json_path.name)

@@ -49,6 +49,12 @@ def test_folder_whole_image_mode(checkpoint, photos, tmp_path):
                                                      "cat.overlay.jpg"]
     record = json.loads((out / "cat.json").read_text())
     assert record["file_name"] == "cat.png" and record["skeleton"] == "coco"
+    # Two inputs with one stem keep apart by their full names.
+    (tmp_path / "twins").mkdir()
+    for name in ("cat.jpg", "cat.png"):
+        io.write_image(tmp_path / "twins" / name, skimage.data.chelsea()[::6, ::6])
+    _predict(tmp_path / "twins", "--checkpoint", checkpoint, "--out", tmp_path / "twins_out", "--no-flip")
+    assert {"cat.jpg.json", "cat.png.json"} <= {p.name for p in (tmp_path / "twins_out").iterdir()}
     assert record["keypoint_names"] == list(load_skeleton("coco").keypoints)
     [pred] = record["predictions"]
     assert len(pred["keypoints"]) == 17 * 3 and pred["bbox"] == [0, 0, 151, 100] and "score" in pred
