@@ -240,9 +240,13 @@ def write_mpii(root: Path, spec: DatasetSpec, records: dict[str, list[dict]], se
                 if labelled.sum() < 1:
                     continue
                 x, y, w, h = fig["bbox"]
+                side = max(h, w)
+                # MPII's rough person position sits above the box centre; readers move it down by 15/200 of the
+                # person size, as mmpose does, so write it that much higher.
+                center = [x + w / 2 + 1, y + h / 2 + 1 - 15 / 200 * side]
                 joints = [[_r(px + 1), _r(py + 1)] if ok else [-1.0, -1.0] for (px, py, _), ok in zip(kps, labelled)]
                 people.append({"image": annotation_name(spec, split, rec["path"]),
-                               "center": [_r(x + w / 2 + 1), _r(y + h / 2 + 1)], "scale": round(max(h, w) / 200, 4),
+                               "center": [_r(c) for c in center], "scale": round(side / 200, 4),
                                "joints": joints, "joints_vis": [int(v) for v in labelled]})
                 gt_pos.append(np.where(labelled[:, None], kps[:, :2] + 1, 0.0))
                 gt_missing.append(~labelled)

@@ -283,10 +283,20 @@ def test_prepare_data_reads_every_synthetic_dataset(zoo, tmp_path):
     from posebh_cli.data.prepare import prepare_dataset
     from posebh_cli.data.prepared import open_prepared
 
-    for name in DATASETS:
+    for name, spec in DATASETS.items():
         summary = prepare_dataset(name, zoo / name, tmp_path / name)
         prepared = open_prepared(tmp_path / name)
-        assert prepared.skeleton.name == DATASETS[name].skeleton
+        assert prepared.skeleton.name == spec.skeleton
+        truth = _gt(zoo, name)["images"]
         for split in prepared.splits:
             coco = COCO(str(prepared.split_path(split)))
             assert len(coco.getImgIds()) == summary["splits"][split]["images"]
+            for instance in prepared.instances(split, labelled_only=False):
+                # every prepared instance is one of the image's figures, in the same 0-based pixels
+                path = instance.image_path.as_posix()
+                (key,) = [k for k in truth if path.endswith("/" + k)]
+                labelled = instance.keypoints[:, 2] > 0
+                assert any(np.array_equal(labelled, np.array(f["keypoints"][spec.skeleton])[:, 2] > 0)
+                           and np.allclose(instance.keypoints[labelled, :2],
+                                           np.array(f["keypoints"][spec.skeleton])[labelled, :2], atol=0.05)
+                           for f in truth[key]), (name, key)
