@@ -307,7 +307,8 @@ def _validate(recipe: Recipe, prepared: list, model: nn.Module, run_dir: Path, a
             if spec.val_split is None:
                 continue
             metrics = evaluate_model(model, ds, spec.val_split, spec.name, flip=True,
-                                     batch_size=recipe.train.val_batch_size, max_images=recipe.train.val_max_images)
+                                     batch_size=recipe.train.val_batch_size, max_images=recipe.train.val_max_images,
+                                     recipe=recipe.to_dict())  # decode with the codec each head trained with
             record.update({f"val/{spec.name}/{k}": v for k, v in metrics.items()})
             main = next((k for k in MAIN_METRICS if k in metrics), None)
             if main is not None:

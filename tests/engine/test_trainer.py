@@ -15,6 +15,9 @@ from posebh_cli.engine.trainer import train_mdt
 from posebh_cli.errors import PosebhError
 from posebh_cli.methods.multihead import MultiHead
 
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_setup import tiny_recipe  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -62,6 +65,22 @@ def test_frozen_backbone_in_first_stage_and_max_steps(tiny, tmp_path):
     assert torch.equal(end["backbone.blocks.0.attn.qkv.weight"], start["backbone.blocks.0.attn.qkv.weight"])
     assert not torch.equal(end["heads.0.final_layer.weight"], start["heads.0.final_layer.weight"])
     assert json.loads((run / "model.json").read_text())["extra"]["step"] == 3
+
+
+def test_validation_writes_metrics_and_best_checkpoint(tmp_path):
+    from posebh_cli.models.checkpoint import load_model
+
+    recipe = tiny_recipe(tmp_path, val_every_epochs=1, val_max_images=2, checkpoint_every_steps=0)
+    run = train_mdt(recipe, out=tmp_path / "run", overrides=["stages.0.trainable=[backbone, heads]"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if "val/main" in r]
+    assert [r["epoch"] for r in vals] == [1, 2]
+    assert {"val/coco/AP", "val/mpii/PCKh"} <= set(vals[0])
+    assert vals[-1]["val/main"] == pytest.approx((vals[-1]["val/coco/AP"] + vals[-1]["val/mpii/PCKh"]) / 2)
+    best = load_model(run / "best")
+    assert best.datasets == ["coco", "mpii"]
+    assert json.loads((run / "best" / "model.json").read_text())["extra"]["best_metric"] == \
+        pytest.approx(max(r["val/main"] for r in vals))
 
 
 def test_nonfinite_loss_stops_with_the_term_or_is_skipped(tiny, tmp_path, monkeypatch):
