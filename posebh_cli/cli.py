@@ -224,6 +224,23 @@ def export(
                   f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}")
 
 
+# ---------------------------------------------------------------- train-mdt
+@app.command("train-mdt")
+@_user_errors
+def train_mdt(
+    recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see recipes/vitb.yaml for the schema)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    skip_nonfinite: int = typer.Option(0, "--skip-nonfinite", min=0, help="Skip up to N steps with a NaN/inf loss."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N optimizer steps."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+) -> None:
+    """Train one model on the recipe's datasets (multi-head baseline or PoseBH), on 1..N devices."""
+    from posebh_cli.engine.trainer import train_mdt as run
+
+    run(recipe, out=out, resume=resume, skip_nonfinite=skip_nonfinite, max_steps=max_steps, overrides=set_)
+
+
 def main() -> None:
     app()
 
