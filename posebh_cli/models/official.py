@@ -10,8 +10,11 @@ The architecture is read from the tensor shapes; the number of attention heads c
 """
 from __future__ import annotations
 
+import importlib
 import math
+import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,7 +36,7 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of an mmcv checkpoint (`state_dict`), without a DDP `module.` prefix."""
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = _safe_torch_load(path)
     except Exception as exc:  # any unpickling failure means "not a checkpoint we can read safely"
         raise input_error(path, f"cannot read as a PyTorch checkpoint ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
@@ -41,6 +44,28 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise input_error(path, "expected an mmcv checkpoint: a dict with 'state_dict' holding tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _safe_torch_load(path: Path):
+    """torch.load(weights_only=True); mmcv's `meta` may hold numpy scalars/arrays, which are allowed as data."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        if not names or not all(n.startswith("numpy.") for n in names):
+            raise
+    import numpy as np
+
+    allowed = [(_resolve(n), n) for n in names] + [getattr(np.dtypes, n) for n in np.dtypes.__all__]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _resolve(dotted: str):
+    module, _, attr = dotted.rpartition(".")
+    with warnings.catch_warnings():  # numpy.core.* names from numpy 1.x pickles warn on import
+        warnings.simplefilter("ignore")
+        return getattr(importlib.import_module(module), attr)
 
 
 def convert_official_state(state: dict[str, torch.Tensor], source: str | Path,

@@ -1,5 +1,7 @@
+import argparse
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -50,6 +52,10 @@ def test_bad_checkpoints(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"\x00garbage")
     with pytest.raises(PosebhError, match=r"junk\.pth: cannot read"):
         load_model(tmp_path / "junk.pth")
+    # Arbitrary Python objects are never unpickled.
+    torch.save({"state_dict": {}, "meta": argparse.Namespace(a=1)}, tmp_path / "objects.pth")
+    with pytest.raises(PosebhError, match=r"objects\.pth: cannot read"):
+        load_model(tmp_path / "objects.pth")
     with pytest.raises(PosebhError, match="not found"):
         load_model(tmp_path / "missing")
     # One tensor dropped and one of the wrong shape: a one-line report naming both.
@@ -83,7 +89,8 @@ def test_official_base_keys_match_exactly(posebh):
 def test_official_file_loads_and_converts(tmp_path, posebh):
     torch.manual_seed(0)
     state = official_state(192, 4, 48, posebh=posebh)  # vit_pico widths, full official layout
-    torch.save({"state_dict": state, "meta": {"epoch": 100, "mmcv_version": "1.4.8"}}, tmp_path / "plus.pth")
+    meta = {"epoch": 100, "mmcv_version": "1.4.8", "seed": np.int64(0)}  # numpy data in meta is fine
+    torch.save({"state_dict": state, "meta": meta}, tmp_path / "plus.pth")
     model = load_model(tmp_path / "plus.pth")
     assert model.datasets == SIX and [s.num_keypoints for s in model.skeletons] == SIX_K
     assert torch.equal(model.backbone.blocks[2].mlp.experts[4].weight, state["backbone.blocks.2.mlp.experts.4.weight"])
@@ -133,14 +140,19 @@ def test_convert_errors_are_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_official_base_file_end_to_end(tmp_path):
+def test_official_posebh_base_file_end_to_end(tmp_path):
+    """A full-size PoseBH-B file (official names and shapes, random values): load_model and convert-checkpoint."""
     state = official_state(768, 12, 192, posebh=True)
     torch.save({"state_dict": state}, tmp_path / "posebh_base.pth")
-    del state
+    model = load_model(tmp_path / "posebh_base.pth")
+    assert model.config.arch == "vit_base" and model.datasets == SIX and model.prototypes.prototypes.shape == (214, 3, 64)
+    assert torch.equal(model.backbone.blocks[11].mlp.experts[5].bias, state["backbone.blocks.11.mlp.experts.5.bias"])
+    del state, model
     result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "posebh_base.pth"), str(tmp_path / "coco"),
                                  "--split", "coco"])
     assert result.exit_code == 0, result.output
     single = load_model(tmp_path / "coco")
-    assert sum(p.numel() for p in single.parameters()) - sum(p.numel() for p in single.embedding.parameters()) \
-        == pytest.approx(90.0e6, rel=2e-3)
+    assert single.prototypes.prototypes.shape == (17, 3, 64)
+    # ViTPose-B size once the COCO expert is merged: 90.0 M without the embedding net.
+    plain = sum(p.numel() for p in single.parameters()) - sum(p.numel() for p in single.embedding.parameters())
+    assert plain == pytest.approx(90.0e6, rel=2e-3)
