@@ -20,13 +20,12 @@ import numpy as np
 import torch
 
 from posebh_cli.data.codecs import make_codec
+from posebh_cli.data.dataset import normalise  # the same normalisation as training
 from posebh_cli.data.topdown import box_to_center_scale, flip_heatmaps, get_warp_matrix, input_to_image, warp_image
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.nms import rescore
 from posebh_cli.skeletons import Skeleton, load_skeleton
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
 BOX_PADDING = 1.25
 # ViTPose++ / PoseBH: UDP for COCO and MPII, MSRA for every other dataset.
 UDP_DATASETS = ("coco", "mpii")
@@ -131,6 +130,15 @@ def default_codec(model, dataset: str, recipe: dict | None = None):
                       sigma=sigma)
 
 
+def default_box_padding(dataset: str, recipe: dict | None = None) -> float:
+    """The recipe's `box_padding` for `dataset` (1.0 where the annotations pad boxes already, as InterHand), else 1.25."""
+    recipe = recipe or {}
+    for entry in recipe.get("datasets") or []:
+        if entry.get("name") == dataset and entry.get("box_padding") is not None:
+            return float(entry["box_padding"])
+    return BOX_PADDING
+
+
 class Predictor:
     """Batched top-down pose prediction with one model for one skeleton.
 
@@ -145,7 +153,7 @@ class Predictor:
 
     def __init__(self, model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
                  device: str | torch.device | None = None, batch_size: int = 32, flip: bool = True, codec=None,
-                 source: str = "head", recipe: dict | None = None):
+                 source: str = "head", recipe: dict | None = None, box_padding: float | None = None):
         if isinstance(model, (str, Path)):
             model, checkpoint_recipe = load_checkpoint(model)
             recipe = recipe or checkpoint_recipe
@@ -156,6 +164,7 @@ class Predictor:
         self.skeleton = self.target.skeleton
         self.codec = codec if codec is not None else default_codec(model, self.target.name, recipe)
         self.input_size = _input_size(model)
+        self.box_padding = box_padding if box_padding is not None else default_box_padding(self.target.name, recipe)
         self.batch_size = max(1, int(batch_size))
         self.flip = flip
 
@@ -163,14 +172,13 @@ class Predictor:
     def crop(self, image: np.ndarray, bbox: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(crop [h, w, 3] uint8, center, scale) for one xywh box."""
         width, height = self.input_size
-        center, scale = box_to_center_scale(bbox, aspect_ratio=width / height, padding=BOX_PADDING)
+        center, scale = box_to_center_scale(bbox, aspect_ratio=width / height, padding=self.box_padding)
         matrix = get_warp_matrix(center, scale, 0.0, self.input_size, use_udp=self.codec.use_udp)
         return warp_image(image, matrix, self.input_size), center, scale
 
     def to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
         """RGB uint8 crops -> ImageNet-normalised [B, 3, h, w] float32 on the device."""
-        batch = (np.stack(crops).astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+        return torch.from_numpy(np.stack([normalise(crop) for crop in crops])).to(self.device)
 
     # ------------------------------------------------------------------ network
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -252,4 +260,4 @@ class Predictor:
         return results
 
 
-__all__ = ["Predictor", "load_checkpoint", "Target", "resolve_target", "default_codec", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Predictor", "load_checkpoint", "Target", "resolve_target", "default_codec"]

@@ -79,3 +79,32 @@ def test_predict_batches_crops_across_images(model):
     # Prototype heatmaps of the AP-10K block come out in AP-10K's keypoint order.
     proto = Predictor(model, dataset="ap10k", source="prototypes").predict([cat], return_heatmaps=True)
     assert proto[0][0]["keypoints"].shape == (17, 3) and proto[0][0]["heatmaps"].shape == (17, 16, 12)
+
+
+@pytest.mark.parametrize("codec_name", ["udp", "msra"])
+def test_decoding_a_training_target_recovers_the_annotation(codec_name, tmp_path):
+    """The training pipeline's crop + target, decoded by the predictor, lands back on the labelled points."""
+    from posebh_cli.data.codecs import make_codec
+    from posebh_cli.data.dataset import TopDownDataset
+    from posebh_cli.data.prepared import Instance
+    from posebh_cli.inference import io
+
+    rng = np.random.default_rng(1)
+    io.write_image(tmp_path / "a.png", skimage.data.astronaut()[::2, ::2])
+    bbox = np.array([40.0, 30.0, 90.0, 150.0], np.float32)
+    keypoints = np.concatenate([rng.uniform(bbox[:2] + 5, bbox[:2] + bbox[2:] - 5, (17, 2)), np.full((17, 1), 2)], 1)
+    instance = Instance(image_path=tmp_path / "a.png", image_id=1, ann_id=1, bbox=bbox,
+                        keypoints=keypoints.astype(np.float32))
+    # Full-size maps: DARK-UDP is sub-pixel exact at 48x64 (tiny maps blur into their borders).
+    codec = make_codec(codec_name, input_size=(192, 256), heatmap_size=(48, 64))
+    sample = TopDownDataset([instance], load_skeleton("coco"), codec, train=False, dataset_idx=0,
+                            input_size=(192, 256))[0]
+
+    full_size = PoseModel("vit_pico", ["coco"], [load_skeleton("coco")])  # only its geometry is used
+    predictor = Predictor(full_size, codec=codec, flip=False)
+    predictor.heatmaps = lambda batch: torch.from_numpy(sample["heatmaps"][None]).repeat(len(batch), 1, 1, 1)
+    [[inst]] = predictor.predict([io.read_image(tmp_path / "a.png")], [[bbox.tolist()]])
+    # UDP targets are sub-pixel; MSRA rounds them to the stride-4 grid (up to 2 input pixels off).
+    tolerance_input_px = 0.05 if codec_name == "udp" else 2.0
+    error = np.abs(inst["keypoints"][:, :2] - keypoints[:, :2]).max()
+    assert error < tolerance_input_px * float(inst["scale"][0]) / 192, error
