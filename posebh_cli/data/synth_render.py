@@ -7,6 +7,8 @@ occluder covers its pixel or when some capsule's front surface lies in front of 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -227,39 +229,50 @@ def draw_occluders(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator
 
 
 # ----------------------------------------------------------------------------- boxes and visibility
-def capsule_arrays(figures: list[Figure], camera: Camera):
-    """All capsules as arrays: 2D ends [C, 2] x2, axis depths [C] x2, world radius [C], pixel radius [C]."""
-    pa, pb, za, zb, radius = [], [], [], [], []
+@dataclass
+class Capsules:
+    """All capsules of an image as arrays: 3D axis ends [C, 3], their pixels [C, 2], radius in mm and pixels [C]."""
+
+    a: np.ndarray
+    b: np.ndarray
+    pa: np.ndarray
+    pb: np.ndarray
+    radius: np.ndarray
+    rpx: np.ndarray
+
+
+def capsule_arrays(figures: list[Figure], camera: Camera) -> Capsules:
+    a3, b3, radius = [np.zeros((0, 3))], [np.zeros((0, 3))], [np.zeros(0)]
     for fig in figures:
-        if not fig.capsules:
-            continue
-        a, b = (np.array([c[k] for c in fig.capsules]) for k in (0, 1))
-        uv = camera.project(fig.joints)
-        pa.append(uv[a])
-        pb.append(uv[b])
-        za.append(fig.joints[a, 2])
-        zb.append(fig.joints[b, 2])
-        radius.append(np.array([c[2] for c in fig.capsules]))
-    if not pa:
-        return (np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
-    pa, pb, za, zb, radius = (np.concatenate(v) for v in (pa, pb, za, zb, radius))
-    rpx = radius * camera.focal[0] / np.maximum((za + zb) / 2, 1e-3)
-    return pa, pb, za, zb, radius, rpx
+        if fig.capsules:
+            a3.append(fig.joints[[c[0] for c in fig.capsules]])
+            b3.append(fig.joints[[c[1] for c in fig.capsules]])
+            radius.append(np.array([c[2] for c in fig.capsules]))
+    a3, b3, radius = np.concatenate(a3), np.concatenate(b3), np.concatenate(radius)
+    rpx = radius * camera.focal[0] / np.maximum((a3[:, 2] + b3[:, 2]) / 2, 1e-3)
+    return Capsules(a3, b3, camera.project(a3), camera.project(b3), radius, rpx)
 
 
-def occluded_by_capsules(uv: np.ndarray, depth: np.ndarray, eps: np.ndarray, caps) -> np.ndarray:
-    """True where some capsule's front surface covers the pixel `uv` [N, 2] nearer than `depth - eps` [N]."""
-    pa, pb, za, zb, radius, rpx = caps
-    if len(pa) == 0:
-        return np.zeros(len(uv), bool)
-    axis = pb - pa                                                     # [C, 2]
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance [N, C] from points p [N, D] to segments a-b [C, D], and the position t [N, C] along them."""
+    axis = b - a
     length2 = np.maximum((axis ** 2).sum(1), 1e-9)
-    t = np.clip(((uv[:, None, :] - pa[None]) * axis[None]).sum(-1) / length2[None], 0, 1)   # [N, C]
-    closest = pa[None] + t[..., None] * axis[None]
-    ratio = np.linalg.norm(uv[:, None, :] - closest, axis=-1) / np.maximum(rpx[None], 1e-6)
-    covered = ratio < 1.0
-    front = za[None] + t * (zb - za)[None] - radius[None] * np.sqrt(np.clip(1 - ratio ** 2, 0, 1))
-    return (covered & (front < (depth - eps)[:, None])).any(1)
+    t = np.clip(((p[:, None, :] - a[None]) * axis[None]).sum(-1) / length2[None], 0, 1)
+    return np.linalg.norm(p[:, None, :] - (a[None] + t[..., None] * axis[None]), axis=-1), t
+
+
+def occluded_by_capsules(points: np.ndarray, uv: np.ndarray, depth: np.ndarray, eps: np.ndarray, caps: Capsules
+                         ) -> np.ndarray:
+    """True where some capsule's front surface covers the pixel `uv` [N, 2] nearer than `depth - eps` [N].
+    A capsule that contains the 3D point (a joint inside its own flesh) does not hide it."""
+    if len(caps.radius) == 0:
+        return np.zeros(len(uv), bool)
+    dist, t = _segment_distance(uv, caps.pa, caps.pb)
+    ratio = dist / np.maximum(caps.rpx[None], 1e-6)
+    front = (caps.a[None, :, 2] + t * (caps.b - caps.a)[None, :, 2]
+             - caps.radius[None] * np.sqrt(np.clip(1 - ratio ** 2, 0, 1)))
+    inside = _segment_distance(points, caps.a, caps.b)[0] < caps.radius[None]
+    return ((ratio < 1.0) & ~inside & (front < (depth - eps)[:, None])).any(1)
 
 
 def keypoints_with_visibility(figures: list[Figure], camera: Camera, occluders: np.ndarray, width: int, height: int
@@ -273,7 +286,7 @@ def keypoints_with_visibility(figures: list[Figure], camera: Camera, occluders: 
         depth = fig.points[:, 2] - rig.point_surface * fig.extras.get("size", 1.0)
         eps = np.full(len(uv), rig.eps * fig.extras.get("size", 1.0))
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height) & (fig.points[:, 2] > 0)
-        hidden = occluded_by_capsules(uv, depth, eps, caps)
+        hidden = occluded_by_capsules(fig.points, uv, depth, eps, caps)
         px = np.clip(np.floor(uv).astype(int), 0, [width - 1, height - 1])
         hidden |= occluders[px[:, 1], px[:, 0]]
         v = np.where(inside, np.where(hidden, OCCLUDED, VISIBLE), 0)
@@ -287,16 +300,16 @@ def keypoints_with_visibility(figures: list[Figure], camera: Camera, occluders: 
 def figure_boxes(figures: list[Figure], camera: Camera, labels: np.ndarray) -> list[list[float]]:
     """Box [x, y, w, h] of each figure's visible pixels; the clipped capsule extent when nothing is visible."""
     height, width = labels.shape
-    pa, pb, _, _, _, rpx = capsule_arrays(figures, camera)
+    caps = capsule_arrays(figures, camera)
     boxes, start = [], 0
     for f, fig in enumerate(figures):
         ys, xs = np.nonzero(labels == f + 1)
         if len(xs):
             x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
         else:
-            n = len(fig.capsules)
-            ends = np.concatenate([pa[start:start + n], pb[start:start + n]])
-            r = np.concatenate([rpx[start:start + n]] * 2)[:, None]
+            part = slice(start, start + len(fig.capsules))
+            ends = np.concatenate([caps.pa[part], caps.pb[part]])
+            r = np.concatenate([caps.rpx[part]] * 2)[:, None]
             (x0, y0), (x1, y1) = np.maximum((ends - r).min(0), 0), np.minimum((ends + r).max(0), [width, height])
         start += len(fig.capsules)
         boxes.append([float(x0), float(y0), float(max(x1 - x0, 0)), float(max(y1 - y0, 0))])
