@@ -1,6 +1,6 @@
 """Top-down prediction: boxes in, keypoints in image coordinates out.
 
-For every box: padded center/scale (1.25), affine crop to the model input, ImageNet normalisation, one forward
+For every box: padded center/scale (1.25, or the recipe's `box_padding` for the dataset), affine crop to the model input, ImageNet normalisation, one forward
 pass (plus one on the mirrored crop when flip test is on), decode with the dataset's codec, and the inverse
 affine back to the image. Crops of all images are batched together.
 
@@ -143,7 +143,8 @@ class Predictor:
     """Batched top-down pose prediction with one model for one skeleton.
 
     `model` is a PoseModel or a checkpoint path; `dataset` / `skeleton` pick the head (the first by default);
-    `recipe` is the checkpoint's recipe dict, read for the dataset's codec (see `default_codec`).
+    `recipe` is the checkpoint's recipe dict, read for the dataset's codec and box padding (`default_codec`,
+    `default_box_padding`); `codec` and `box_padding` override them.
 
     `predict(images, boxes_per_image, box_scores)` returns, per image, a list of instances:
     {"keypoints": [K, 3] (x, y, score) in image pixels, "bbox": [x, y, w, h], "box_score", "score",

@@ -108,3 +108,12 @@ def test_decoding_a_training_target_recovers_the_annotation(codec_name, tmp_path
     tolerance_input_px = 0.05 if codec_name == "udp" else 2.0
     error = np.abs(inst["keypoints"][:, :2] - keypoints[:, :2]).max()
     assert error < tolerance_input_px * float(inst["scale"][0]) / 192, error
+
+
+def test_box_padding_comes_from_the_recipe(model):
+    recipe = {"datasets": [{"name": "ap10k", "codec": "msra", "box_padding": 1.0}]}
+    assert Predictor(model, dataset="ap10k", recipe=recipe).box_padding == 1.0
+    assert Predictor(model, dataset="coco", recipe=recipe).box_padding == 1.25
+    [[inst]] = Predictor(model, dataset="ap10k", recipe=recipe, flip=False).predict(
+        [np.zeros((100, 100, 3), np.uint8)], [[[10, 10, 30, 40]]])
+    assert np.allclose(inst["scale"], [30, 40])  # the box already has the input's aspect ratio: no padding
