@@ -167,7 +167,7 @@ class ViT(nn.Module):
         return self.depth + 1
 
     def init_from_file(self, path: str | Path) -> None:
-        """Initialise from a local timm / MAE ViT weights file (.pth, .pt, .safetensors, .npz).
+        """Initialise from a local timm / MAE ViT weights file (.pth, .pt, .safetensors).
 
         The position embedding is resized bicubically to this token grid (keeping its first slot); a dense fc2 is
         split into the shared rows (first D - P) and the expert rows (last P), as ViTPose++ does.
@@ -215,7 +215,9 @@ def _read_vit_weights(path: Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     if path.suffix == ".npz":
-        return _read_npz(path)
+        raise input_error(path, "JAX .npz weights are not read directly: load them into a timm ViT "
+                                "(timm.create_model(..., pretrained_cfg_overlay=dict(file=...))) and save its "
+                                "state_dict as .pth or .safetensors")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a torch.load failure is a bad file, whatever its exception type
@@ -226,23 +228,6 @@ def _read_vit_weights(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise input_error(path, "expected a dict of tensors")
     return state
-
-
-def _read_npz(path: Path) -> dict[str, torch.Tensor]:
-    """Big-vision/JAX .npz ViT weights, read by timm into a timm ViT of the file's width and depth."""
-    import numpy as np
-    from timm.models.vision_transformer import VisionTransformer, _load_weights
-
-    with np.load(path) as f:
-        keys = set(f.files)
-        width = f["embedding/kernel"].shape[-1] if "embedding/kernel" in keys else None
-    depth = len({k.split("/")[1] for k in keys if k.startswith("Transformer/encoderblock_")})
-    if width is None or depth == 0:
-        raise input_error(path, "not a big-vision ViT .npz (no embedding/kernel or encoder blocks)")
-    heads = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}.get(width, max(1, width // 64))
-    vit = VisionTransformer(img_size=224, patch_size=16, embed_dim=width, depth=depth, num_heads=heads, num_classes=0)
-    _load_weights(vit, str(path))
-    return vit.state_dict()
 
 
 def _resize_pos_embed(pos: torch.Tensor, num_patches: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -275,28 +260,26 @@ def create_vit(arch: str, img_size: tuple[int, int] = (256, 192), num_experts: i
                drop_path_rate=size.drop_path_rate if drop_path_rate is None else drop_path_rate)
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0,
-                 num_layers: int | None = None) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
     """AdamW parameter groups with layer-wise lr decay (lr * decay^(L + 1 - layer_id)), as in ViTPose.
 
-    No weight decay on 1-D parameters, biases and pos_embed. Frozen parameters are left out. `model` is a
-    PoseModel (or anything with a `backbone` ViT) or a ViT itself.
+    `model` is a ViT or anything holding one as `.backbone` (a PoseModel): parameters outside the backbone (heads,
+    embedding) get layer L + 1, i.e. the full lr. No weight decay on 1-D parameters, biases and pos_embed.
+    Frozen parameters are left out.
     """
     vit = model if isinstance(model, ViT) else model.backbone
-    depth = vit.depth if num_layers is None else num_layers
+    in_backbone = isinstance(model, ViT)
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        layer = min(vit.layer_id(name), depth + 1) if isinstance(model, ViT) or name.startswith("backbone.") \
-            else depth + 1
+        layer = vit.layer_id(name) if in_backbone or name.startswith("backbone.") else vit.depth + 1
         no_decay = param.ndim == 1 or name.endswith(".bias") or name.endswith("pos_embed")
+        scale = layer_decay ** (vit.depth + 1 - layer)
         group = groups.setdefault((layer, no_decay), {
-            "params": [], "names": [], "layer_id": layer,
-            "lr_scale": layer_decay ** (depth + 1 - layer),
+            "params": [], "names": [], "layer_id": layer, "lr_scale": scale, "lr": lr * scale,
             "weight_decay": 0.0 if no_decay else weight_decay,
         })
-        group["lr"] = lr * group["lr_scale"]
         group["params"].append(param)
         group["names"].append(name)
     return [groups[k] for k in sorted(groups)]

@@ -3,7 +3,7 @@ import torch
 
 from posebh_cli.errors import PosebhError
 from posebh_cli.models.pose_model import PoseModel, count_parameters
-from posebh_cli.models.vit import ARCHS, ViT, create_vit, param_groups, token_grid
+from posebh_cli.models.vit import ARCHS, create_vit, param_groups, token_grid
 
 from model_builders import SIX, skeletons
 
@@ -150,4 +150,6 @@ def test_init_from_wrong_file(tmp_path):
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     with pytest.raises(PosebhError, match=r"junk\.pth"):
         vit.init_from_file(tmp_path / "junk.pth")
-    assert isinstance(vit, ViT)
+    (tmp_path / "jax.npz").write_bytes(b"PK")
+    with pytest.raises(PosebhError, match=r"jax\.npz: JAX \.npz"):
+        vit.init_from_file(tmp_path / "jax.npz")
