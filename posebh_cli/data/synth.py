@@ -142,8 +142,10 @@ def _placement(rng, width: int, height: int, truncate: float) -> np.ndarray:
     return np.array([rng.uniform(0.12, 0.88) * width, rng.uniform(0.25, 0.75) * height])
 
 
-def sample_actor(body_plan: str, rng: np.random.Generator, width: int, height: int, **kw) -> Actor:
-    """A random figure of one body plan, its motion and its colours."""
+def sample_actor(body_plan: str, rng: np.random.Generator, width: int, height: int, species_index: int | None = None,
+                 side: str | None = None, extent: float | None = None, center: np.ndarray | None = None) -> Actor:
+    """A random figure of one body plan, its motion and its colours. The keyword arguments fix what a scene
+    decides for all its figures (species, hand side, size and place of interacting hands)."""
     extras: dict = {}
     if body_plan == "human":
         rig = _human()
@@ -151,30 +153,31 @@ def sample_actor(body_plan: str, rng: np.random.Generator, width: int, height: i
         orientation = np.array([rng.normal(0, 6), rng.uniform(-180, 180), rng.normal(0, 6)])
         if rng.random() < 0.08:
             orientation[2] = rng.uniform(-90, 90)        # lying, falling, handstands
-        extent = rng.uniform(0.35, 1.05) * height
+        box_extent = rng.uniform(0.35, 1.05) * height
         colors = _colors_human(rng)
     elif body_plan == "quadruped":
-        species_index = kw.get("species_index", int(rng.integers(len(SPECIES))))
+        species_index = int(rng.integers(len(SPECIES))) if species_index is None else species_index
         rig = _quadruped(species_index)
         extras["species"] = SPECIES[species_index]
         size, spread = rng.uniform(0.85, 1.15), rng.uniform(0.5, 1.2)
         yaw = rng.choice([90.0, -90.0]) + rng.normal(0, 35)
         orientation = np.array([rng.normal(0, 5), yaw, rng.normal(0, 4)])
-        extent = rng.uniform(0.35, 0.95) * width
+        box_extent = rng.uniform(0.35, 0.95) * width
         colors = _colors_animal(rng, SPECIES[species_index])
     else:
-        side = kw.get("side", "right" if rng.random() < 0.5 else "left")
+        side = side or ("right" if rng.random() < 0.5 else "left")
         rig = _hand(side)
         extras["side"] = side
         size, spread = rng.uniform(0.9, 1.1), rng.uniform(0.6, 1.3)
         orientation = np.array([rng.uniform(-70, 70), rng.uniform(-180, 180), rng.uniform(-180, 180)])
-        extent = kw.get("extent", rng.uniform(0.5, 0.9) * min(width, height))
+        box_extent = rng.uniform(0.5, 0.9) * min(width, height) if extent is None else extent
         colors = _colors_human(rng)
     angles = sample_angles(rig, rng, spread)
     amplitude = (rig.limits[..., 1] - rig.limits[..., 0]) * rng.uniform(0.0, 0.08)
-    center = kw.get("center", _placement(rng, width, height, truncate=0.05 if body_plan == "hand" else 0.15))
+    if center is None:
+        center = _placement(rng, width, height, truncate=0.05 if body_plan == "hand" else 0.15)
     return Actor(rig, float(size), _proportions(rig, rng, 0.05), angles, amplitude, rng.uniform(0, 2 * np.pi, angles.shape),
-                 orientation, float(rng.normal(0, 3)), float(extent), np.asarray(center, float),
+                 orientation, float(rng.normal(0, 3)), float(box_extent), np.asarray(center, float),
                  rng.normal(0, 0.004, 2) * np.array([width, height]), colors, extras)
 
 

@@ -261,17 +261,18 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.n
     return np.linalg.norm(p[:, None, :] - (a[None] + t[..., None] * axis[None]), axis=-1), t
 
 
-def occluded_by_capsules(points: np.ndarray, uv: np.ndarray, depth: np.ndarray, eps: np.ndarray, caps: Capsules
-                         ) -> np.ndarray:
+def occluded_by_capsules(points: np.ndarray, uv: np.ndarray, depth: np.ndarray, eps: np.ndarray, caps: Capsules,
+                         on_surface: np.ndarray) -> np.ndarray:
     """True where some capsule's front surface covers the pixel `uv` [N, 2] nearer than `depth - eps` [N].
-    A capsule that contains the 3D point (a joint inside its own flesh) does not hide it."""
+    A capsule that contains an inner 3D point (a joint inside its own flesh; not a point `on_surface` [N] of
+    the skin) does not hide it."""
     if len(caps.radius) == 0:
         return np.zeros(len(uv), bool)
     dist, t = _segment_distance(uv, caps.pa, caps.pb)
     ratio = dist / np.maximum(caps.rpx[None], 1e-6)
     front = (caps.a[None, :, 2] + t * (caps.b - caps.a)[None, :, 2]
              - caps.radius[None] * np.sqrt(np.clip(1 - ratio ** 2, 0, 1)))
-    inside = _segment_distance(points, caps.a, caps.b)[0] < caps.radius[None]
+    inside = (_segment_distance(points, caps.a, caps.b)[0] < caps.radius[None]) & ~on_surface[:, None]
     return ((ratio < 1.0) & ~inside & (front < (depth - eps)[:, None])).any(1)
 
 
@@ -286,7 +287,7 @@ def keypoints_with_visibility(figures: list[Figure], camera: Camera, occluders: 
         depth = fig.points[:, 2] - rig.point_surface * fig.extras.get("size", 1.0)
         eps = np.full(len(uv), rig.eps * fig.extras.get("size", 1.0))
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height) & (fig.points[:, 2] > 0)
-        hidden = occluded_by_capsules(fig.points, uv, depth, eps, caps)
+        hidden = occluded_by_capsules(fig.points, uv, depth, eps, caps, rig.on_surface)
         px = np.clip(np.floor(uv).astype(int), 0, [width - 1, height - 1])
         hidden |= occluders[px[:, 1], px[:, 0]]
         v = np.where(inside, np.where(hidden, OCCLUDED, VISIBLE), 0)

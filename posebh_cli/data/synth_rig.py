@@ -55,14 +55,15 @@ class Rig:
         self.point_bone = np.array([self.index[self.points[p][0]] for p in self.point_names])
         self.point_offset = np.array([self.points[p][1] for p in self.point_names], dtype=np.float64)
         # A point at a joint centre is tested for occlusion from the joint's front surface (the thickest capsule
-        # meeting there); a point with its own offset from a ball (eyes, face, head top) already lies on a surface.
+        # meeting there); a point on the skin of a ball (eyes, face, head top) already lies on a surface.
         touching = np.zeros(len(self.bones))
         for i, b in enumerate(self.bones):
             if b.radius > 0:
                 touching[i] = max(touching[i], b.radius)
                 touching[self.parent_index[i]] = max(touching[self.parent_index[i]], b.radius)
-        on_ball = np.array([self.bones[b].ball > 0 and np.any(o != 0) for b, o in zip(self.point_bone, self.point_offset)])
-        self.point_surface = np.where(on_ball, 0.0, touching[self.point_bone])
+        ball = np.array([self.bones[b].ball for b in self.point_bone])
+        self.on_surface = (ball > 0) & (np.linalg.norm(self.point_offset, axis=1) >= 0.9 * ball)
+        self.point_surface = np.where(self.on_surface, 0.0, touching[self.point_bone])
         if not self.skeletons:
             self.skeletons = [n for n in list_skeletons() if load_skeleton(n).body_plan == self.body_plan]
         position = {p: i for i, p in enumerate(self.point_names)}
@@ -191,7 +192,7 @@ def human_rig() -> Rig:
         # coco family (coco, coco_wholebody, coco_mpii21 share these)
         "nose": ("skull", (0.0, -0.22 * r, 1.18 * r)),
         "left_eye": ("skull", (0.33 * r, 0.18 * r, 0.9 * r)),
-        "left_ear": ("skull", (1.02 * r, 0.05 * r, 0.0)),
+        "left_ear": ("skull", (1.06 * r, 0.05 * r, 0.0)),
         "left_big_toe": ("left_ankle", (-25, -78, 170)),
         "left_small_toe": ("left_ankle", (32, -78, 140)),
         "left_heel": ("left_ankle", (0, -72, -48)),
@@ -200,17 +201,17 @@ def human_rig() -> Rig:
         "pelvis": ("pelvis", (0, -15, 0)),
         "thorax": ("neck", (0, -15, 8)),
         "upper_neck": ("head", (0, -5, 5)),
-        "head_top": ("skull", (0, 1.0 * r, -0.1 * r)),
+        "head_top": ("skull", (0, 1.04 * r, -0.05 * r)),   # extremities sit on the outline
         # smpl24 names not on a bone of the same name
         "jaw": ("skull", (0, -0.45 * r, 0.35 * r)),
         "left_thumb": ("left_wrist", (0, -75, 8)),   # SMPL's hand joint, named 'thumb' in this skeleton
         # systematic per-dataset offsets, as in real annotation protocols
         "aic:neck": ("neck", (0, 25, 10)),
-        "aic:head_top": ("skull", (0, 0.96 * r, 0.1 * r)),
+        "aic:head_top": ("skull", (0, 1.02 * r, 0.1 * r)),
         "aic:left_hip": ("left_hip", (10, 18, 0)),
         "aic:left_shoulder": ("left_shoulder", (0, 12, 0)),
         "mpii:left_hip": ("left_hip", (-10, -8, 0)),
-        "mpii:head_top": ("skull", (0, 1.0 * r, 0.05 * r)),
+        "mpii:head_top": ("skull", (0, 1.04 * r, 0.05 * r)),
         "smpl24:pelvis": ("pelvis", (0, -40, 0)),
         "smpl24:left_hip": ("left_hip", (18, -45, 0)),
         "smpl24:left_shoulder": ("left_shoulder", (-15, -10, 0)),
@@ -386,7 +387,7 @@ def build_figure(rig: Rig, angles: np.ndarray, size: float, proportions: np.ndar
         if b.radius > 0 and b.parent:
             capsules.append((rig.index[b.parent], i, b.radius * size, b.part))
         if b.ball > 0:
-            capsules.append((i, i, b.ball * size, b.part))
+            capsules.append((i, i, b.ball * scale[i], b.part))   # as the points on it, so they stay on its skin
     sides = ["left" if "left_" in b.name else "right" if "right_" in b.name else "center" for b in rig.bones]
     return Figure(rig, joints + t, points + t, capsules, sides)
 
