@@ -45,6 +45,19 @@ def test_round_trip_is_exact(tmp_path):
     assert_same_state(model, load_model(lone))
 
 
+def test_convert_to_single_file_with_split(tmp_path):
+    model = randomize_(PoseModel("vit_pico", ["coco", "mpii"], skeletons(["coco", "mpii"]), img_size=(64, 48)))
+    save_checkpoint(model, tmp_path / "run")
+    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "run"), str(tmp_path / "mpii.safetensors"),
+                                 "--split", "mpii"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mpii.safetensors", "run"]
+    single = load_model(tmp_path / "mpii.safetensors")
+    assert single.datasets == ["mpii"] and single.backbone.num_experts == 0
+    x = torch.randn(2, 3, 64, 48)
+    torch.testing.assert_close(single.heatmaps(x), model.eval().heatmaps(x, dataset="mpii"), atol=1e-5, rtol=1e-5)
+
+
 def test_bad_checkpoints(tmp_path):
     torch.save({"state_dict": {"conv.weight": torch.zeros(3)}}, tmp_path / "foreign.pth")
     with pytest.raises(PosebhError, match=r"foreign\.pth: .*patch_embed"):
