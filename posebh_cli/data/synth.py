@@ -162,7 +162,7 @@ def sample_actor(body_plan: str, rng: np.random.Generator, width: int, height: i
         size, spread = rng.uniform(0.85, 1.15), rng.uniform(0.5, 1.2)
         yaw = rng.choice([90.0, -90.0]) + rng.normal(0, 35)
         orientation = np.array([rng.normal(0, 5), yaw, rng.normal(0, 4)])
-        box_extent = rng.uniform(0.35, 0.95) * width
+        box_extent = rng.uniform(0.3, 0.8) * width
         colors = _colors_animal(rng, SPECIES[species_index])
     else:
         side = side or ("right" if rng.random() < 0.5 else "left")
@@ -206,7 +206,7 @@ class ImageJob:
 
 
 def _camera(rng, width: int, height: int) -> Camera:
-    f = max(width, height) * rng.uniform(0.9, 1.6)
+    f = max(width, height) * rng.uniform(1.5, 3.0)   # normal to short tele lenses: mild perspective
     return Camera((float(f), float(f)), (width / 2 + float(rng.normal(0, 2)), height / 2 + float(rng.normal(0, 2))))
 
 

@@ -113,8 +113,8 @@ def coco_images_and_annotations(spec: DatasetSpec, split: str, records: list[dic
             image.update(extra_image(rec))
         images.append(image)
         for k, fig in enumerate(rec["figures"]):
-            if fig["bbox"][2] <= 0 or fig["bbox"][3] <= 0:
-                continue
+            if fig["area"] == 0 or fig["bbox"][2] <= 0 or fig["bbox"][3] <= 0:
+                continue   # nothing of it is visible: real annotators would not have boxed it
             flat, num = coco_keypoints(fig["keypoints"][spec.skeleton])
             ann = {"id": iid * 10 + k, "image_id": iid, "category_id": 1, "bbox": _box(fig["bbox"]),
                    "keypoints": flat, "num_keypoints": num}
