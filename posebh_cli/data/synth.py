@@ -61,7 +61,7 @@ def split_sizes(spec: DatasetSpec, train_size: int) -> dict[str, int]:
     return {s: train_size if s == "train" else held_out for s in spec.splits}
 
 
-def _rng(*keys) -> np.random.Generator:
+def seeded_rng(*keys) -> np.random.Generator:
     """A generator seeded from ints and strings (strings through crc32, stable across runs and machines)."""
     return np.random.default_rng([k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys])
 
@@ -211,12 +211,11 @@ def _camera(rng, width: int, height: int) -> Camera:
 
 
 def _actors(spec: DatasetSpec, rng, width: int, height: int) -> tuple[list[Actor], dict]:
-    """The figures of one clip and clip-level facts (species, hand type)."""
+    """The figures of one clip and clip-level facts (the InterHand hand type)."""
     info: dict = {}
     count = 1 + int(rng.choice(spec.max_figures, p=_count_weights(spec.max_figures)))
     if spec.body_plan == "quadruped":
         species_index = int(rng.integers(len(SPECIES)))     # one species per image or video
-        info["species"] = SPECIES[species_index]
         return [sample_actor("quadruped", rng, width, height, species_index=species_index) for _ in range(count)], info
     if spec.body_plan == "hand":
         hand_type = str(rng.choice(["right", "left", "interacting"]))
@@ -241,26 +240,27 @@ def make_image(job: ImageJob) -> dict:
     """Render one image, write its JPEG and return its record (figures with keypoints of every skeleton)."""
     spec = DATASETS[job.dataset]
     clip, frame = divmod(job.index, spec.clip_length)
-    scene = _rng(job.seed, job.dataset, job.split, clip)
+    scene = seeded_rng(job.seed, job.dataset, job.split, clip)
     camera = _camera(scene, job.width, job.height)
     background, style = render.render_background(scene, job.width, job.height)
     actors, info = _actors(spec, scene, job.width, job.height)
-    frame_rng = _rng(job.seed, job.dataset, job.split, clip, frame, "frame")
-    figures = [actor_figure(a, camera, frame, _rng(job.seed, job.dataset, job.split, clip, k, "colors"))
+    frame_rng = seeded_rng(job.seed, job.dataset, job.split, clip, frame, "frame")
+    figures = [actor_figure(a, camera, frame, seeded_rng(job.seed, job.dataset, job.split, clip, k, "colors"))
                for k, a in enumerate(actors)]
     img = background + render.noise(frame_rng, background.shape, 2.0)
     labels = render.draw_figures(img, figures, camera)
-    occluders = render.draw_occluders(img, labels, _rng(job.seed, job.dataset, job.split, clip, "occluders"),
+    occluders = render.draw_occluders(img, labels, seeded_rng(job.seed, job.dataset, job.split, clip, "occluders"),
                                       render.figure_boxes(figures, camera, labels))
     keypoints = render.keypoints_with_visibility(figures, camera, occluders, job.width, job.height)
     boxes = render.figure_boxes(figures, camera, labels)
     areas = render.visible_area(labels, len(figures))
-    ok, jpeg = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    _, jpeg = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
     os.makedirs(os.path.dirname(job.path), exist_ok=True)
     with open(job.path, "wb") as fh:
         fh.write(jpeg.tobytes())
     records = []
     for fig, kps, box, area in zip(figures, keypoints, boxes, areas):
+        # camera_xyz: the dataset's own keypoints in camera coordinates (mm), for InterHand and 3DPW
         record = {"bbox": box, "area": area, "keypoints": kps, "camera_xyz": fig.points[fig.rig.skeleton_index[spec.skeleton]]}
         if "species" in fig.extras:
             record["species"] = fig.extras["species"]
@@ -274,7 +274,7 @@ def make_image(job: ImageJob) -> dict:
 
 def _extrinsics(job: ImageJob) -> tuple[np.ndarray, np.ndarray]:
     """A world pose for the clip's camera (InterHand stores hands in world coordinates): rotation R, position."""
-    rng = _rng(job.seed, job.dataset, job.split, job.index // DATASETS[job.dataset].clip_length, "extrinsics")
+    rng = seeded_rng(job.seed, job.dataset, job.split, job.index // DATASETS[job.dataset].clip_length, "extrinsics")
     R = rotation(rng.uniform(-180, 180, 3))
     return R, rng.uniform(-800, 800, 3)
 
@@ -282,7 +282,7 @@ def _extrinsics(job: ImageJob) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- the zoo
 def _image_names(spec: DatasetSpec, split: str, count: int, seed: int) -> list[str]:
     """Image paths relative to the dataset folder, in native layout."""
-    from posebh_cli.data.synth_writers import image_path
+    from posebh_cli.data.synth_writers import image_path   # imported here: the writers import this module
     return [image_path(spec, split, i, seed) for i in range(count)]
 
 

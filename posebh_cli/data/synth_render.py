@@ -206,7 +206,8 @@ def draw_face(img: np.ndarray, fig: Figure, camera: Camera, center: np.ndarray) 
             pts = _facing(fig, camera, [f"face_{i}" for i in range(lo, hi)], center)
             if len(pts) == hi - lo:
                 color = (40.0, 40.0, 150.0) if closed else dark
-                cv2.polylines(img, [np.clip(np.round(pts), -1e4, 1e4).astype(np.int32)], closed, color, max(1, eye_r // 2), cv2.LINE_AA)
+                line = np.clip(np.round(pts), -1e4, 1e4).astype(np.int32)
+                cv2.polylines(img, [line], closed, color, max(1, eye_r // 2), cv2.LINE_AA)
         nose = _facing(fig, camera, ["face_30"], center)
     else:
         for name in ("left_eye", "right_eye"):

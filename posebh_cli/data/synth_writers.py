@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from posebh_cli.data.synth import DatasetSpec, _rng, dump_json, hex_name
+from posebh_cli.data.synth import DatasetSpec, dump_json, hex_name, seeded_rng
 from posebh_cli.data.synth_rig import SPECIES
 from posebh_cli.skeletons import load_skeleton
 
@@ -153,7 +153,7 @@ def write_coco(root: Path, spec: DatasetSpec, records: dict[str, list[dict]], se
                   {"images": images, "annotations": anns, "categories": [category(spec.skeleton)]})
         if split == "val":
             dump_json(root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json",
-                      detections(anns, images, _rng(seed, "coco", "detections")))
+                      detections(anns, images, seeded_rng(seed, "coco", "detections")))
     write_groundtruth(root, spec, records)
 
 

@@ -209,7 +209,7 @@ def test_visible_keypoints_lie_on_the_drawn_figure(tmp_path):
             job = ImageJob(dataset, "train", index, 0, width, height, str(tmp_path / f"{dataset}{index}.jpg"))
             record = make_image(job)
             image = cv2.imread(job.path).astype(np.float32)
-            scene = synth._rng(0, dataset, "train", index // DATASETS[dataset].clip_length)
+            scene = synth.seeded_rng(0, dataset, "train", index // DATASETS[dataset].clip_length)
             synth._camera(scene, width, height)          # the background is drawn right after the camera
             background, _ = synth_render.render_background(scene, width, height)
             for figure in record["figures"]:
