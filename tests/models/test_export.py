@@ -31,6 +31,7 @@ def test_onnx_parity(checkpoint, tmp_path):
     assert out.shape == (3, 14, 16, 12) and abs(out).max() > 1e-3
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_via_cli(checkpoint, tmp_path):
     out = tmp_path / "coco.pt"
     result = runner.invoke(app, ["export", str(checkpoint), "--dataset", "coco", "--format", "torchscript",
