@@ -30,6 +30,7 @@ def checkpoint_meta(model: PoseModel, recipe: dict | None = None, extra: dict | 
         "config": model.config.to_dict(),
         "datasets": list(model.datasets),
         "skeletons": [s.to_dict() for s in model.skeletons],
+        "prototype_skeletons": [s.to_dict() for _, s in model.prototype_only],
         "recipe": recipe,
         "extra": extra or {},
     }
@@ -129,12 +130,13 @@ def model_from_meta(meta: dict, source: Path) -> PoseModel:
         raise input_error(source, f"format_version {meta['format_version']} is newer than this posebh "
                                   f"({FORMAT_VERSION})", field="format_version")
     skeletons = [skeleton_from_dict(s, source) for s in meta["skeletons"]]
+    prototype_skeletons = [skeleton_from_dict(s, source) for s in meta.get("prototype_skeletons", [])]
     try:
         config = ModelConfig.from_dict(meta["config"])
     except (TypeError, PosebhError) as exc:
         raise input_error(source, str(exc), field="config") from None
     with torch.device("meta"):  # no random init for weights that are about to be replaced
-        return PoseModel.from_config(config, skeletons)
+        return PoseModel.from_config(config, skeletons, prototype_skeletons)
 
 
 def _load_ours(weights: Path) -> PoseModel:

@@ -31,6 +31,7 @@ class ModelConfig:
     img_size: tuple[int, int] = (256, 192)
     drop_path_rate: float | None = None  # None: the architecture's default
     num_keypoints: list[int] = field(default_factory=list)  # per dataset; a check against the skeletons
+    prototype_only: list[str] = field(default_factory=list)  # bank entries without a head (fit-prototypes)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -51,7 +52,8 @@ class ModelConfig:
 class PoseModel(nn.Module):
     def __init__(self, arch: str, datasets: list[str], skeletons: list[Skeleton], num_experts: int | None = None,
                  with_embedding: bool = False, embed_dim: int = 64, prototypes_per_keypoint: int = 3,
-                 img_size: tuple[int, int] = (256, 192), drop_path_rate: float | None = None):
+                 img_size: tuple[int, int] = (256, 192), drop_path_rate: float | None = None,
+                 prototype_only: list[tuple[str, Skeleton]] | None = None):
         super().__init__()
         if len(datasets) != len(skeletons) or not datasets:
             raise PosebhError(f"PoseModel needs one skeleton per dataset, got {len(datasets)} datasets "
@@ -65,7 +67,8 @@ class PoseModel(nn.Module):
         self.config = ModelConfig(arch=arch, datasets=list(datasets), num_experts=num_experts,
                                   with_embedding=with_embedding, embed_dim=embed_dim,
                                   prototypes_per_keypoint=prototypes_per_keypoint, img_size=tuple(img_size),
-                                  drop_path_rate=drop_path_rate, num_keypoints=[s.num_keypoints for s in skeletons])
+                                  drop_path_rate=drop_path_rate, num_keypoints=[s.num_keypoints for s in skeletons],
+                                  prototype_only=[name for name, _ in prototype_only or []])
         self.datasets = list(datasets)
         self.skeletons = list(skeletons)
         self.backbone = create_vit(arch, tuple(img_size), num_experts, drop_path_rate)
@@ -76,20 +79,33 @@ class PoseModel(nn.Module):
             offsets.append(offsets[-1] + s.num_keypoints)
         self.keypoint_offsets = offsets[:-1]
         self.num_global_keypoints = offsets[-1]
+        # Skeletons known only through their prototypes (fitted by fit-prototypes): bank rows after the heads'.
+        self.prototype_only = list(prototype_only or [])
+        names = self.datasets + [name for name, _ in self.prototype_only]
+        if self.prototype_only and (not with_embedding or len(set(names)) != len(names)):
+            raise PosebhError(f"prototype-only entries need an embedding and names unique among {names}")
         if with_embedding:
             self.embedding = KeypointEmbedding(dim, embed_dim)
-            self.prototypes = PrototypeBank(self.num_global_keypoints, prototypes_per_keypoint, embed_dim)
+            bank_size = self.num_global_keypoints + sum(sk.num_keypoints for _, sk in self.prototype_only)
+            self.prototypes = PrototypeBank(bank_size, prototypes_per_keypoint, embed_dim)
+            self.prototypes.names = names  # what the predictor reads to find a skeleton's rows
+            self.prototypes.skeletons = self.skeletons + [sk for _, sk in self.prototype_only]
         else:
             self.embedding = None
             self.prototypes = None
 
     @classmethod
-    def from_config(cls, config: ModelConfig, skeletons: list[Skeleton]) -> "PoseModel":
+    def from_config(cls, config: ModelConfig, skeletons: list[Skeleton],
+                    prototype_skeletons: list[Skeleton] = ()) -> "PoseModel":
+        if len(prototype_skeletons) != len(config.prototype_only):
+            raise PosebhError(f"model config lists prototype-only entries {config.prototype_only} but "
+                              f"{len(prototype_skeletons)} skeletons for them")
         if config.num_keypoints and config.num_keypoints != [s.num_keypoints for s in skeletons]:
             raise PosebhError(f"model config expects {config.num_keypoints} keypoints per dataset, the skeletons have "
                               f"{[s.num_keypoints for s in skeletons]}")
         return cls(config.arch, config.datasets, skeletons, config.num_experts, config.with_embedding,
-                   config.embed_dim, config.prototypes_per_keypoint, config.img_size, config.drop_path_rate)
+                   config.embed_dim, config.prototypes_per_keypoint, config.img_size, config.drop_path_rate,
+                   list(zip(config.prototype_only, prototype_skeletons)))
 
     @property
     def with_embedding(self) -> bool:
