@@ -95,7 +95,8 @@ class TopDownDataset(torch.utils.data.Dataset):
 
     def __init__(self, instances: Sequence["Instance"], skeleton: "Skeleton", codec: "MSRAHeatmap | UDPHeatmap",
                  train: bool, dataset_idx: int, input_size: tuple[int, int] = (192, 256),
-                 aug: AugmentConfig | None = None, max_keypoints: int | None = None, seed: int = 0):
+                 aug: AugmentConfig | None = None, max_keypoints: int | None = None, seed: int = 0,
+                 box_padding: float = 1.25):
         self.instances = list(instances)
         self.skeleton = skeleton
         self.codec = codec
@@ -110,6 +111,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         if tuple(codec.input_size) != self.input_size:
             raise ValueError(f"codec input size {codec.input_size} differs from the dataset's {self.input_size}")
         self.seed = int(seed)
+        self.box_padding = float(box_padding)  # 1.0 for boxes padded in the annotations already (InterHand)
         self.epoch = 0
         self.flip_indices = np.asarray(skeleton.flip_indices)
         for inst in self.instances:
@@ -149,7 +151,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         aug = self.aug
         aspect = self.input_size[0] / self.input_size[1]
         bbox = np.asarray(inst.bbox, dtype=np.float32)
-        center, scale = box_to_center_scale(bbox, aspect)
+        center, scale = box_to_center_scale(bbox, aspect, self.box_padding)
         if rng.random() < aug.center_jitter_prob:
             center = center + rng.uniform(-aug.center_jitter, aug.center_jitter, 2).astype(np.float32) * bbox[2:4]
         if (rng.random() < aug.half_body
@@ -171,7 +173,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         if self.train:
             crop = self._augment(inst, keypoints, self.rng(index))
         else:
-            crop = _Crop(*box_to_center_scale(inst.bbox, self.input_size[0] / self.input_size[1]))
+            crop = _Crop(*box_to_center_scale(inst.bbox, self.input_size[0] / self.input_size[1], self.box_padding))
 
         matrix = get_warp_matrix(crop.center, crop.scale, crop.rotation, self.input_size, self.codec.use_udp)
         if crop.flipped:

@@ -16,7 +16,7 @@ import yaml
 from posebh_cli.errors import PosebhError, input_error
 
 METHOD_NAMES = ("multihead", "posebh", "acae", "distill")
-INIT_KINDS = ("none", "vitpose_plus", "posebh", "mae", "ours")
+INIT_KINDS = ("none", "vitpose_plus", "posebh", "mae", "ours", "transfer")
 CODECS = ("udp", "msra")
 OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -28,6 +28,7 @@ PROTOTYPE_MODES = ("update", "frozen")
 class InitSpec:
     kind: str = "none"
     path: str | None = None
+    expert: str | None = None  # kind "transfer": the source dataset whose expert and head deconvs are kept
 
 
 @dataclass
@@ -50,6 +51,7 @@ class DatasetSpec:
     sigma: float = 2.0
     half_body: bool = True
     ratio: float | None = None  # sampling weight; None everywhere = proportional to size
+    box_padding: float = 1.25  # crop = box x this; 1.0 where the prepared boxes are padded already (InterHand)
 
 
 @dataclass
@@ -182,17 +184,23 @@ def _model(r: _Reader, raw: Any) -> ModelSpec:
     m = r.mapping(raw, "model", required=("arch",),
                   optional=("img_size", "drop_path", "embed_dim", "prototypes_per_keypoint", "init"))
     img_size = r.size(m, "img_size", "model", (256, 192))
-    init_raw = r.mapping(m.get("init") or {"kind": "none"}, "model.init", required=("kind",), optional=("path",))
+    init_raw = r.mapping(m.get("init") or {"kind": "none"}, "model.init", required=("kind",),
+                         optional=("path", "expert"))
     kind = r.choice(init_raw, "kind", "model.init", INIT_KINDS)
     init_path = init_raw.get("path")
     if kind != "none" and not init_path:
         raise r.error("model.init.path", f"required when init kind is {kind!r}")
+    expert = init_raw.get("expert")
+    if expert is not None and kind != "transfer":
+        raise r.error("model.init.expert", f"only used by init kind 'transfer', not {kind!r}")
+    if expert is not None:
+        expert = r.string(init_raw, "expert", "model.init")
     return ModelSpec(
         arch=r.string(m, "arch", "model"), img_size=img_size,
         drop_path=r.number(m, "drop_path", "model", 0.0, low=0.0, high=1.0, high_open=True),
         embed_dim=r.integer(m, "embed_dim", "model", 64, low=1),
         prototypes_per_keypoint=r.integer(m, "prototypes_per_keypoint", "model", 3, low=1),
-        init=InitSpec(kind=kind, path=None if init_path is None else str(init_path)))
+        init=InitSpec(kind=kind, path=None if init_path is None else str(init_path), expert=expert))
 
 
 def _datasets(r: _Reader, raw: Any, check_paths: bool) -> list[DatasetSpec]:
@@ -202,7 +210,7 @@ def _datasets(r: _Reader, raw: Any, check_paths: bool) -> list[DatasetSpec]:
     for i, item in enumerate(raw):
         key = f"datasets[{i}]"
         d = r.mapping(item, key, required=("name", "path"),
-                      optional=("train_split", "val_split", "codec", "sigma", "half_body", "ratio"))
+                      optional=("train_split", "val_split", "codec", "sigma", "half_body", "ratio", "box_padding"))
         name = r.string(d, "name", key)
         if name in names:
             raise r.error(f"{key}.name", f"dataset {name!r} is listed twice")
@@ -217,7 +225,8 @@ def _datasets(r: _Reader, raw: Any, check_paths: bool) -> list[DatasetSpec]:
             codec=r.choice(d, "codec", key, CODECS, "msra"),
             sigma=r.number(d, "sigma", key, 2.0, low=0.0, low_open=True),
             half_body=r.boolean(d, "half_body", key, True),
-            ratio=r.number(d, "ratio", key, None, low=0.0, low_open=True)))
+            ratio=r.number(d, "ratio", key, None, low=0.0, low_open=True),
+            box_padding=r.number(d, "box_padding", key, 1.25, low=0.0, low_open=True)))
     given = [s.ratio is not None for s in specs]
     if any(given) and not all(given):
         first_missing = given.index(False)
