@@ -179,6 +179,10 @@ def build_model(recipe: Recipe, prepared: list, with_embedding: bool) -> nn.Modu
                       drop_path_rate=spec.drop_path)
     if spec.init.kind == "mae":
         model.backbone.init_from_file(spec.init.path)
+    elif spec.init.kind == "transfer":  # a new skeleton from a multi-dataset model: engine/transfer.py
+        from posebh_cli.engine.transfer import init_transfer
+
+        init_transfer(model, spec.init.path, spec.init.expert)
     elif spec.init.kind != "none":
         init_from_checkpoint(model, spec.init.path)
     return model
@@ -215,7 +219,8 @@ def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator)
         augment = AugmentConfig(flip=aug.flip, half_body=aug.half_body if spec.half_body else 0.0,
                                 scale_factor=aug.scale_factor, rot_factor=aug.rot_factor)
         datasets.append(TopDownDataset(ds.instances(spec.train_split), ds.skeleton, codec, train=True,
-                                       dataset_idx=i, input_size=(w, h), aug=augment, seed=train.seed))
+                                       dataset_idx=i, input_size=(w, h), aug=augment, seed=train.seed,
+                                       box_padding=spec.box_padding))
     ratios = None if recipe.datasets[0].ratio is None else [d.ratio for d in recipe.datasets]
     sampler = MultiDatasetSampler([len(d) for d in datasets], ratios, batch_size=train.batch_size,
                                   num_replicas=accelerator.num_processes, rank=accelerator.process_index,

@@ -1,0 +1,295 @@
+"""Transfer to a new skeleton (paper §4.5): nonparametric prototype fitting, and fine-tuning from a multi-dataset model.
+
+* `fit_prototypes_run` (`posebh fit-prototypes`): backbone and embedding frozen; the new skeleton's prototypes are
+  fitted from embeddings at its labelled keypoints (`methods/prototype_fit.py`). The output is the source model
+  split to one expert with the new skeleton appended to its prototype bank (no head for it), so it predicts the
+  new skeleton through prototype heatmaps right away (`posebh predict --prototypes NAME`).
+* `init_transfer`: the recipe init `{kind: transfer, path, expert}`, as the released transfer code starts: the
+  backbone split to one expert, the embedding net loaded, the new head's deconvs from that expert's head, a new
+  final layer; the prototypes of the new skeleton come from the source when it has them (a fit-prototypes output).
+* `finetune_transfer` (`posebh finetune-transfer`): `train_mdt` on a transfer recipe; the protocol (frozen
+  embedding, prototypes fitted then frozen, backbone frozen then thawed, Adam) is data in the recipe's stages.
+* `transfer_run` (`posebh transfer`): picks the recipe for a target and protocol, fits the prototypes first
+  (PoseBH protocol), then fine-tunes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from posebh_cli.errors import PosebhError, input_error
+
+TARGETS = ("3dpw", "interhand")
+PROTOCOLS = ("posebh", "baseline")
+DEFAULT_EXPERT = "coco"
+RECIPE_DIRS = (Path("recipes"), Path(__file__).resolve().parents[2] / "recipes")
+
+
+# ------------------------------------------------------------------ shared pieces
+def choose_expert(model, expert: str | None, source: str | Path) -> str:
+    """The source dataset to split to: `expert`, else coco when the model has it, else its first dataset."""
+    if expert is None:
+        return DEFAULT_EXPERT if DEFAULT_EXPERT in model.datasets else model.datasets[0]
+    if expert not in model.datasets:
+        raise input_error(source, f"no dataset {expert!r} to split to; it has {', '.join(model.datasets)}",
+                          field="expert")
+    return expert
+
+
+def default_box_padding(prepared) -> float:
+    """InterHand boxes are padded x1.5 in the annotations already (mmpose), so they are cropped as they are."""
+    return 1.0 if "interhand" in (prepared.source_format or "").lower() else 1.25
+
+
+def _bank_rows(model, skeleton, name: str) -> torch.Tensor | None:
+    """The prototype rows of `name` (or of a bank entry with the same keypoints) in a model's bank, else None."""
+    bank = getattr(model, "prototypes", None)
+    if bank is None:
+        return None
+    entries = list(zip(bank.names, bank.skeletons))
+    start = 0
+    found = None
+    for entry_name, sk in entries:
+        if entry_name == name or (found is None and sk.keypoints == skeleton.keypoints):
+            found = (start, sk.num_keypoints)
+            if entry_name == name:
+                break
+        start += sk.num_keypoints
+    if found is None or found[1] != skeleton.num_keypoints:
+        return None
+    return bank.prototypes[found[0]:found[0] + found[1]]
+
+
+def _write_atomic(out: Path, write) -> Path:
+    """Call write(tmp_dir) on a temporary sibling folder and rename it to `out` at the end."""
+    if out.exists() and any(out.iterdir()):
+        raise PosebhError(f"{out}: already exists and is not empty; choose another --out")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# ------------------------------------------------------------------ fit-prototypes
+def fit_prototypes_run(checkpoint: str | Path, data: str | Path, split: str = "train", out: str | Path | None = None,
+                       max_images: int | None = None, expert: str | None = None, epochs: int = 10,
+                       algorithm: str = "sinkhorn", batch_size: int = 32, box_padding: float | None = None,
+                       val_split: str | None = None, val_max_images: int | None = None, device: str | None = None,
+                       progress: bool = True, console: Console | None = None) -> tuple[Path, dict]:
+    """Fit the prototypes of a prepared dataset's skeleton into a frozen PoseBH model; returns (out dir, val metrics).
+
+    The metrics are those of the prototype heatmaps on `val_split` (default: val, else test; {} when neither).
+    """
+    from posebh_cli.data.codecs import make_codec
+    from posebh_cli.data.dataset import TopDownDataset, collate
+    from posebh_cli.data.prepared import open_prepared
+    from posebh_cli.inference.evaluate import evaluate_model
+    from posebh_cli.methods.prototype_fit import FitConfig, collect_pixels, fit_prototypes
+    from posebh_cli.models.checkpoint import load_model, save_checkpoint
+
+    console = console or Console(stderr=True)
+    config = FitConfig(algorithm=algorithm, epochs=epochs)
+    config.check()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    source = load_model(checkpoint)
+    if not source.with_embedding:
+        raise input_error(checkpoint, "has no keypoint embedding; fit-prototypes needs a PoseBH checkpoint",
+                          field="with_embedding")
+    expert = choose_expert(source, expert, checkpoint)
+    plain = source.split(expert).to(device).eval()
+    prepared = open_prepared(data)
+    name, skeleton = prepared.name, prepared.skeleton
+    if name in plain.datasets:
+        raise input_error(data, f"dataset name {name!r} is also the expert's; the new skeleton needs its own name",
+                          field="name")
+    if split not in prepared.splits:
+        raise input_error(data, f"no split {split!r} (has {', '.join(prepared.splits)})", field="splits")
+    val_split = val_split or next((s for s in ("val", "test") if s in prepared.splits and s != split), None)
+    padding = box_padding if box_padding is not None else default_box_padding(prepared)
+
+    h, w = plain.config.img_size
+    codec = make_codec("msra", input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=2.0)
+    instances = prepared.instances(split)
+    if max_images is not None:
+        keep = set(sorted({inst.image_id for inst in instances})[:max_images])
+        instances = [inst for inst in instances if inst.image_id in keep]
+    if not instances:
+        raise input_error(prepared.split_path(split), "no labelled instance to fit prototypes from")
+    dataset = TopDownDataset(instances, skeleton, codec, train=False, dataset_idx=0, input_size=(w, h),
+                             box_padding=padding)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    pixels = collect_pixels(plain, loader, skeleton.num_keypoints, skeleton.flip_indices, config, progress)
+    result = fit_prototypes(pixels, skeleton.num_keypoints, plain.config.prototypes_per_keypoint, config)
+    if result.empty:
+        missing = ", ".join(skeleton.keypoints[k] for k in result.empty)
+        console.print(f"[yellow]warning:[/] no labelled pixel for {missing}; their prototypes stay random")
+
+    model = append_prototypes(plain, name, skeleton, result.prototypes)
+    recipe = {"name": f"fit-prototypes-{name}",
+              "datasets": [{"name": name, "path": str(data), "train_split": split, "val_split": val_split,
+                            "codec": "msra", "sigma": 2.0, "box_padding": padding}]}
+    metrics = {}
+    if val_split is not None:
+        metrics = evaluate_model(model, prepared, val_split, name, source="prototypes", recipe=recipe,
+                                 max_images=val_max_images, batch_size=batch_size, device=device)
+    summary = {"checkpoint": str(checkpoint), "expert": expert, "data": str(data), "split": split,
+               "images": len({inst.image_id for inst in instances}), "instances": len(instances),
+               "algorithm": algorithm, "epochs": epochs, "box_padding": padding,
+               "pixels_per_keypoint": result.pixels_per_keypoint, "val_split": val_split, "metrics": metrics}
+    out = Path(out) if out is not None else Path("runs") / f"fit-{name}"
+
+    def write(tmp: Path) -> None:
+        save_checkpoint(model.cpu(), tmp, recipe=recipe, extra={"fit_prototypes": summary})
+        (tmp / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    _write_atomic(out, write)
+    return out, metrics
+
+
+def append_prototypes(plain: nn.Module, name: str, skeleton, prototypes: torch.Tensor) -> nn.Module:
+    """A copy of a plain PoseModel whose prototype bank also holds `name`'s fitted rows (and no head for it)."""
+    from posebh_cli.models.pose_model import PoseModel
+
+    c = plain.config
+    with torch.device("meta"):
+        model = PoseModel(c.arch, plain.datasets, plain.skeletons, num_experts=0, with_embedding=True,
+                          embed_dim=c.embed_dim, prototypes_per_keypoint=c.prototypes_per_keypoint,
+                          img_size=c.img_size, drop_path_rate=c.drop_path_rate,
+                          prototype_only=[(name, skeleton)])
+    state = {k: v.detach().clone() for k, v in plain.state_dict().items()}
+    bank = state["prototypes.prototypes"][: plain.num_global_keypoints]  # a fitted source's extra rows are dropped
+    state["prototypes.prototypes"] = torch.cat([bank, prototypes.to(bank)])
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+# ------------------------------------------------------------------ recipe init
+def init_transfer(model: nn.Module, path: str | Path, expert: str | None = None) -> dict:
+    """Initialise a single-dataset PoseModel for a new skeleton from a (multi-dataset) checkpoint; returns a summary.
+
+    Copied: the backbone split to `expert` (coco by default), the embedding net (when both models have one),
+    the expert head's deconvs into every head; the final layer stays new. Prototypes of the new skeleton are
+    copied when the source's bank has them (e.g. a fit-prototypes output), else they stay random (as released).
+    """
+    from posebh_cli.models.checkpoint import load_model
+
+    source = load_model(path)
+    expert = choose_expert(source, expert, path)
+    plain = source.split(expert)
+    if model.with_embedding and not plain.with_embedding:
+        raise input_error(path, "has no keypoint embedding; the PoseBH transfer needs a PoseBH checkpoint "
+                                "(or use the baseline protocol)", field="with_embedding")
+    own = model.state_dict()
+    state = {}
+    for key, value in plain.state_dict().items():
+        if key.startswith("backbone.") or (key.startswith("embedding.") and model.with_embedding):
+            if key not in own or own[key].shape != value.shape:
+                raise input_error(path, f"{key} {tuple(value.shape)} does not fit the recipe's model "
+                                        f"({tuple(own[key].shape) if key in own else 'absent'}); check model.arch "
+                                        "and model.img_size", field="model.init.path")
+            state[key] = value
+        elif key.startswith("heads.0.deconv_layers."):
+            for d in range(len(model.heads)):
+                state[key.replace("heads.0.", f"heads.{d}.", 1)] = value
+    prototypes = "random"
+    if model.with_embedding and len(model.datasets) == 1:
+        rows = _bank_rows(source, model.skeletons[0], model.datasets[0])
+        if rows is not None and rows.shape == own["prototypes.prototypes"].shape:
+            state["prototypes.prototypes"] = rows
+            prototypes = "from source"
+    model.load_state_dict({k: v.detach().clone().to(own[k].dtype) for k, v in state.items()}, strict=False)
+    return {"expert": expert, "tensors": len(state), "prototypes": prototypes}
+
+
+# ------------------------------------------------------------------ fine-tuning
+def finetune_transfer(recipe: str | Path, out: str | Path | None = None, resume: bool = False,
+                      overrides: list[str] | None = None) -> tuple[Path, dict]:
+    """Train a transfer recipe (train_mdt); returns (run dir, the last validation metrics of its dataset)."""
+    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.engine.trainer import train_mdt
+
+    parsed = load_recipe(recipe, overrides)
+    if len(parsed.datasets) != 1:
+        raise input_error(recipe, f"a transfer recipe trains one target dataset, got {len(parsed.datasets)}",
+                          field="datasets")
+    if parsed.model.init.kind != "transfer" and not resume:
+        raise input_error(recipe, f"a transfer recipe starts from a source model; got init kind "
+                                  f"{parsed.model.init.kind!r}", field="model.init.kind")
+    run_dir = train_mdt(recipe, out=out, resume=resume, overrides=overrides)
+    return run_dir, last_validation(run_dir, parsed.datasets[0].name)
+
+
+def last_validation(run_dir: Path, dataset: str) -> dict:
+    """The metrics of the last validation record of `dataset` in a run's metrics.jsonl ({} when none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    prefix = f"val/{dataset}/"
+    found: dict = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            values = {k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)}
+            if values:
+                found = values
+    return found
+
+
+def find_recipe(target: str, protocol: str = "posebh", zoo: bool = False) -> Path:
+    """recipes/[zoo-]transfer-<target>[-baseline].yaml for a named target; any other target is a recipe path."""
+    if protocol not in PROTOCOLS:
+        raise PosebhError(f"--protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if target not in TARGETS:
+        path = Path(target)
+        if not path.is_file():
+            raise PosebhError(f"--target: {target!r} is neither {' nor '.join(TARGETS)} nor a recipe file")
+        return path
+    name = f"{'zoo-' if zoo else ''}transfer-{target}{'-baseline' if protocol == 'baseline' else ''}.yaml"
+    for folder in RECIPE_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    raise PosebhError(f"recipe {name} not found in {' or '.join(str(f) for f in RECIPE_DIRS)}")
+
+
+def transfer_run(target: str, protocol: str = "posebh", zoo: bool = False, checkpoint: str | Path | None = None,
+                 out: str | Path | None = None, resume: bool = False, overrides: list[str] | None = None,
+                 fit: bool = True, console: Console | None = None) -> tuple[Path, dict]:
+    """`posebh transfer`: the target's recipe; with the PoseBH protocol and `fit`, the prototypes are fitted first
+    (into `<run>/fit`, which then initialises the run) instead of starting from random directions."""
+    from posebh_cli.engine.recipe import load_recipe
+
+    recipe = find_recipe(target, protocol, zoo)
+    overrides = list(overrides or [])
+    if checkpoint is not None:
+        overrides.append(f"model.init.path={checkpoint}")
+    parsed = load_recipe(recipe, overrides)
+    run_dir = Path(out) if out is not None else Path("runs") / parsed.name
+    if fit and parsed.method == "posebh" and parsed.model.init.kind == "transfer" and not resume:
+        spec = parsed.datasets[0]
+        fit_dir, metrics = fit_prototypes_run(parsed.model.init.path, spec.path, split=spec.train_split,
+                                              out=run_dir / "fit", expert=parsed.model.init.expert,
+                                              box_padding=spec.box_padding, val_split=spec.val_split,
+                                              val_max_images=parsed.train.val_max_images, console=console)
+        if console is not None and metrics:
+            console.print("prototypes only: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        overrides += [f"model.init.path={fit_dir}", f"model.init.expert={_expert_of(fit_dir)}"]
+    return finetune_transfer(recipe, out=run_dir, resume=resume, overrides=overrides)
+
+
+def _expert_of(fit_dir: Path) -> str:
+    return json.loads((fit_dir / "fit.json").read_text())["expert"]
+
+
+__all__ = ["append_prototypes", "choose_expert", "find_recipe", "finetune_transfer", "fit_prototypes_run",
+           "init_transfer", "last_validation", "transfer_run"]
