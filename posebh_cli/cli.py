@@ -241,6 +241,80 @@ def train_mdt(
     run(recipe, out=out, resume=resume, skip_nonfinite=skip_nonfinite, max_steps=max_steps, overrides=set_)
 
 
+# ---------------------------------------------------------------- fit-prototypes, finetune-transfer, transfer
+def _print_transfer_metrics(title: str, metrics: dict) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    if metrics:
+        console.print(table)
+
+
+@app.command("fit-prototypes")
+@_user_errors
+def fit_prototypes(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="PoseBH checkpoint (with the keypoint embedding)."),
+    data: Path = typer.Option(..., "--data", help="Prepared dataset of the new skeleton."),
+    split: str = typer.Option("train", "--split", help="Labelled split to fit from."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output checkpoint folder (default runs/fit-<dataset>)."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Use only the first N images."),
+    expert: Optional[str] = typer.Option(None, "--expert", help="Source dataset whose expert runs (default coco)."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Passes of the fitting algorithm over the pixels."),
+    algorithm: str = typer.Option("sinkhorn", "--algorithm", help="sinkhorn (Sinkhorn + momentum) or kmeans."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per forward pass."),
+    box_padding: Optional[float] = typer.Option(None, "--box-padding", help="Crop = box x this (default 1.25; "
+                                                "1.0 for InterHand, whose boxes are padded already)."),
+    val_max_images: Optional[int] = typer.Option(None, "--val-max-images", min=1, help="Score on N val images."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: best available)."),
+) -> None:
+    """Add a new skeleton to a frozen PoseBH model by fitting its keypoint prototypes (no gradient training)."""
+    from posebh_cli.engine.transfer import fit_prototypes_run
+
+    where, metrics = fit_prototypes_run(checkpoint, data, split=split, out=out, max_images=max_images, expert=expert,
+                                        epochs=epochs, algorithm=algorithm, batch_size=batch_size,
+                                        box_padding=box_padding, val_max_images=val_max_images, device=device,
+                                        console=err_console)
+    _print_transfer_metrics("prototype heatmaps, validation", metrics)
+    console.print(f"wrote {where}")
+
+
+@app.command("finetune-transfer")
+@_user_errors
+def finetune_transfer(
+    recipe: Path = typer.Option(..., "--recipe", help="Transfer recipe, e.g. recipes/transfer-3dpw.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+) -> None:
+    """Fine-tune a multi-dataset model on a new skeleton with the recipe's transfer protocol."""
+    from posebh_cli.engine.transfer import finetune_transfer as run
+
+    where, metrics = run(recipe, out=out, resume=resume, overrides=set_)
+    _print_transfer_metrics(f"{where}: last validation", metrics)
+
+
+@app.command("transfer")
+@_user_errors
+def transfer(
+    target: str = typer.Option(..., "--target", help="3dpw, interhand, or a transfer recipe YAML."),
+    protocol: str = typer.Option("posebh", "--protocol", help="posebh (paper 4.5) or baseline (full fine-tuning)."),
+    zoo: bool = typer.Option(False, "--zoo", help="Use the synthetic-zoo CPU recipes (zoo-transfer-*.yaml)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Source checkpoint (default: the recipe's)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    fit: bool = typer.Option(True, "--fit/--no-fit", help="PoseBH protocol: fit the prototypes before training."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+) -> None:
+    """Transfer to 3DPW or InterHand2.6M (or any recipe): fit prototypes, then fine-tune (alias of finetune-transfer)."""
+    from posebh_cli.engine.transfer import transfer_run
+
+    where, metrics = transfer_run(target, protocol=protocol, zoo=zoo, checkpoint=checkpoint, out=out, resume=resume,
+                                  overrides=set_, fit=fit, console=err_console)
+    _print_transfer_metrics(f"{where}: last validation", metrics)
+
+
 def main() -> None:
     app()
 
