@@ -184,6 +184,8 @@ def _model(r: _Reader, raw: Any) -> ModelSpec:
     m = r.mapping(raw, "model", required=("arch",),
                   optional=("img_size", "drop_path", "embed_dim", "prototypes_per_keypoint", "init"))
     img_size = r.size(m, "img_size", "model", (256, 192))
+    if img_size[0] % 16 or img_size[1] % 16:  # the 16-px patch grid times 4 must equal img_size / 4
+        raise r.error("model.img_size", f"must be multiples of 16, got {list(img_size)}")
     init_raw = r.mapping(m.get("init") or {"kind": "none"}, "model.init", required=("kind",),
                          optional=("path", "expert"))
     kind = r.choice(init_raw, "kind", "model.init", INIT_KINDS)

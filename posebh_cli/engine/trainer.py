@@ -50,12 +50,14 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
                           f"(available: {', '.join(METHODS)})")
     method_cls = METHODS[recipe.method]
     prepared = [open_prepared(d.path) for d in recipe.datasets]
-    model = build_model(recipe, prepared, with_embedding=getattr(method_cls, "needs_embedding", False))
+    if hasattr(method_cls, "build_model"):  # a method that owns its heads (distill: one union-skeleton head)
+        model = method_cls.build_model(recipe, prepared)
+    else:
+        model = build_model(recipe, prepared, with_embedding=getattr(method_cls, "needs_embedding", False))
     optimizer = build_optimizer(model, train)  # before any freezing: frozen params just get no gradient
     loader, sampler, datasets, loader_generator = build_train_loader(recipe, prepared, accelerator)
 
     progress = TrainProgress()
-    method = None
     if resume:
         saved = load_state(run_dir / "state", accelerator, model)
         progress = TrainProgress(**saved["progress"])
@@ -101,6 +103,8 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
             sampler.load_state_dict({"epoch": epoch, "position": progress.batch_in_epoch * train.batch_size})
             for ds in datasets:
                 ds.set_epoch(epoch)
+            if hasattr(method, "set_epoch"):  # epoch-dependent weights (distill: KD decay)
+                method.set_epoch(epoch, train.epochs)
             loader_generator.manual_seed(train.seed * 100003 + epoch)  # fixed worker seeds per epoch
             for batch in loader:
                 batch = _to_device(batch, accelerator.device)

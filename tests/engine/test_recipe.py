@@ -61,6 +61,7 @@ def test_missing_dataset_folder_is_named(tmp_path):
     ("train", "optimizer", "sgd", "field 'train.optimizer': must be one of adamw, adam"),
     ("model", "drop_path", 1.5, "field 'model.drop_path': must be < 1"),
     ("model", "img_size", [128], "field 'model.img_size'"),
+    ("model", "img_size", [100, 96], "field 'model.img_size': must be multiples of 16"),
 ])
 def test_bad_values_are_named(tmp_path, section, key, value, expected):
     raw = _minimal(tmp_path)
