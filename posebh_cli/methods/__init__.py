@@ -17,3 +17,8 @@ except ModuleNotFoundError as exc:
         raise
 else:
     METHODS["posebh"] = PoseBH
+
+from posebh_cli.methods.acae import ACAEConsistency  # noqa: E402
+from posebh_cli.methods.distill import Distill  # noqa: E402
+
+METHODS.update(acae=ACAEConsistency, distill=Distill)
