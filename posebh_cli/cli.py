@@ -315,6 +315,38 @@ def transfer(
     _print_transfer_metrics(f"{where}: last validation", metrics)
 
 
+# ---------------------------------------------------------------- fit-acae
+@app.command("fit-acae")
+@_user_errors
+def fit_acae(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained multi-head run folder or model.safetensors."),
+    recipe: Path = typer.Option(..., "--recipe", help="Recipe whose datasets give the training crops and codecs."),
+    out: Path = typer.Option(..., "--out", help="ACAE folder to write (acae.safetensors, acae.json, latents.png)."),
+    latents: Optional[int] = typer.Option(None, "--latents", help="Latent points L (default min(48, joints/2))."),
+    centre_latents: Optional[int] = typer.Option(None, "--centre-latents", help="Centre latents (default ~L/6)."),
+    lam: float = typer.Option(0.6, "--lambda", help="Sparsity weight on mean|W_enc| + mean|W_dec|."),
+    steps: int = typer.Option(2000, "--steps", help="Adam steps (lr 3e-2, x0.1 at 1/2 and 4/5)."),
+    max_instances: int = typer.Option(2000, "--max-instances", help="Training crops per dataset for the pseudo-GT."),
+    min_score: float = typer.Option(0.2, "--min-score", help="Drop crops where a head's mean max-heatmap is lower."),
+    heads: Optional[str] = typer.Option(None, "--heads", help="Comma-separated heads (default: the first head's body plan)."),
+    use_gt: bool = typer.Option(False, "--use-gt", help="Overwrite the own head's prediction with labelled GT."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Fit the affine-combining autoencoder on every head's pseudo-GT (ACAE step 2), for `method: acae`."""
+    from posebh_cli.methods.acae_model import fit_acae_command
+
+    summary = fit_acae_command(checkpoint, recipe, out, latents=latents, centre_latents=centre_latents, lam=lam,
+                               steps=steps, max_instances=max_instances, min_score=min_score,
+                               heads=heads.split(",") if heads else None, use_gt=use_gt, device=device)
+    table = Table(title=f"ACAE: {summary['instances']} instances, {summary['latents']} latents "
+                        f"({summary['pairs']} pairs + {summary['centre_latents']} centre) in {summary['out']}")
+    for column in ("head", "reconstruction error (input px)"):
+        table.add_column(column)
+    for name, error in summary["reconstruction_error_px"].items():
+        table.add_row(name, f"{error:.3f}")
+    console.print(table)
+
+
 def main() -> None:
     app()
 
