@@ -8,7 +8,7 @@ where its labelled keypoints fall in the frozen embedding space. Two steps:
 2. `fit_prototypes`: M prototypes per keypoint from those pixels, with either
    - "sinkhorn": the rule PoseBH trains with (Eqs. 3-4): Sinkhorn-Knopp equipartition of a keypoint's pixels over
      its M prototypes, then the momentum update, both from `prototype_ops`; repeated for a few passes over the
-     pixels, starting from M of the keypoint's own pixels; or
+     pixels, starting from k-means++ seeds among the keypoint's own pixels; or
    - "kmeans": spherical k-means (k-means++ seeds) over each keypoint's pixels.
 
 A keypoint without any labelled pixel keeps its initial prototypes; `FitResult.empty` lists those.
@@ -133,17 +133,17 @@ def fit_prototypes(pixels: Pixels, num_keypoints: int, per_keypoint: int, config
     present = [k for k in range(num_keypoints) if counts[k] > 0]
     if config.algorithm == "kmeans":
         for k in present:
-            bank[k] = _kmeans(pixels.embeddings[pixels.labels == k], per_keypoint, config)
+            bank[k] = _kmeans(pixels.embeddings[pixels.labels == k], per_keypoint, 10 * config.epochs, config.seed)
     else:
         bank = _sinkhorn_fit(pixels, bank, present, config)
     return FitResult(prototypes=bank, pixels_per_keypoint=counts, empty=[k for k in range(num_keypoints) if not counts[k]])
 
 
-def _kmeans(points: Tensor, m: int, config: FitConfig) -> Tensor:
-    """M centroids of one keypoint's pixels (points repeated when there are fewer than M)."""
+def _kmeans(points: Tensor, m: int, iters: int, seed: int) -> Tensor:
+    """M spherical k-means centroids of one keypoint's pixels (points repeated when there are fewer than M)."""
     if len(points) < m:
         points = points.repeat((m + len(points) - 1) // len(points), 1)
-    centroids, _ = ops.spherical_kmeans(points, m, iters=10 * config.epochs, seed=config.seed)
+    centroids, _ = ops.spherical_kmeans(points, m, iters=iters, seed=seed)
     return centroids
 
 
@@ -151,9 +151,8 @@ def _sinkhorn_fit(pixels: Pixels, bank: Tensor, present: list[int], config: FitC
     """Eqs. 3-4 over the collected pixels: equipartitioned assignment, then a momentum step, chunk by chunk."""
     g = torch.Generator().manual_seed(config.seed)
     m = bank.shape[1]
-    for k in present:  # start from M of the keypoint's own pixels, not from random directions
-        own = pixels.embeddings[pixels.labels == k]
-        bank[k] = own[torch.randint(len(own), (m,), generator=g)]
+    for k in present:  # spread seeds (k-means++ and one Lloyd step): equipartition alone cannot split twins
+        bank[k] = _kmeans(pixels.embeddings[pixels.labels == k], m, iters=1, seed=config.seed)
     n = len(pixels.labels)
     rows = torch.arange(n)
     for _ in range(config.epochs):
