@@ -70,12 +70,11 @@ class ACAEConsistency:
         self.reconstruction = self.acae.reconstruction
         h, w = core.config.img_size
         self.input_size = (w, h)
-        specs = {s.name: s for s in datasets}
-        # Heatmap pixel -> crop-normalised coordinate, per ACAE head, through that head's codec.
+        # Heatmap pixel -> crop-normalised coordinate, per ACAE head, through that head's codec (the engine builds
+        # head d for recipe dataset d).
         scales = []
         for d in self.head_indices:
-            spec = specs.get(core.datasets[d])
-            codec = make_codec(spec.codec if spec else "msra", input_size=(w, h), heatmap_size=(w // 4, h // 4))
+            codec = make_codec(datasets[d].codec, input_size=(w, h), heatmap_size=(w // 4, h // 4))
             scales.append(torch.tensor(codec.scale) / torch.tensor([w, h], dtype=torch.float32))
         self.pixel_scale = torch.cat([s.expand(core.skeletons[d].num_keypoints, 2)
                                       for s, d in zip(scales, self.head_indices)])  # [J, 2]

@@ -181,3 +181,16 @@ def test_drawing_latents_enlarges_the_crop():
     image = np.zeros((16, 12, 3), np.uint8)
     out = draw_latents(image, np.array([[5.0, 8.0], [2.0, 2.0]]), ["left", "center"], joints=np.ones((3, 2)), zoom=2)
     assert out.shape == (32, 24, 3) and out.any()
+
+
+@pytest.mark.parametrize("name", ["zoo-pico-acae", "vitb-acae"])
+def test_acae_recipes_load(name):
+    from pathlib import Path
+
+    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.methods.acae import CONFIG_KEYS
+
+    recipe = load_recipe(Path(__file__).parents[2] / "recipes" / f"{name}.yaml", check_paths=False)
+    assert recipe.method == "acae" and recipe.model.init.kind == "ours"
+    assert set(recipe.method_config) <= set(CONFIG_KEYS) and recipe.method_config["acae"]
+    assert all("consistency" in stage.losses for stage in recipe.stages)
