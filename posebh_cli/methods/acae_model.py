@@ -390,6 +390,9 @@ def default_heads(model, recipe) -> list[str]:
 def _check_heads(model, recipe, heads: list[str]) -> None:
     from posebh_cli.data.prepared import open_prepared
 
+    if tuple(model.config.img_size) != tuple(recipe.model.img_size):
+        raise PosebhError(f"--recipe: model.img_size {list(recipe.model.img_size)} differs from the checkpoint's "
+                          f"{list(model.config.img_size)}")
     specs = {s.name: s for s in recipe.datasets}
     for name in heads:
         if name not in specs:
