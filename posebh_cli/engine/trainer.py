@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from posebh_cli.engine.state import find_state, load_state, progress_dict, save_
 from posebh_cli.errors import PosebhError
 
 MAIN_METRICS = ("AP", "PCKh", "AUC", "PCK")  # the first one an evaluation returns is "the" metric
+_PER_DATASET = re.compile(r"^(heads\.|.*\.mlp\.experts\.)(\d+)(\..*)$")  # head d / expert d parameters
 
 
 def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bool = False, skip_nonfinite: int = 0,
@@ -193,16 +195,36 @@ def build_model(recipe: Recipe, prepared: list, with_embedding: bool) -> nn.Modu
 
 
 def init_from_checkpoint(model: nn.Module, path: str | Path) -> int:
-    """Copy every tensor whose name and shape match from a checkpoint load_model reads (ours or official)."""
+    """Copy matching tensors from a checkpoint load_model reads (ours or official); returns how many.
+
+    Heads and experts are matched by dataset name, not position, so a recipe may list the checkpoint's datasets
+    in another order or only some of them. The prototype bank is copied only when the dataset lists are equal.
+    """
     from posebh_cli.models.checkpoint import load_model
 
-    source = load_model(path).state_dict()
-    own = model.state_dict()
-    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    source_model = load_model(path)
+    source, own = source_model.state_dict(), model.state_dict()
+    source_index = {name: i for i, name in enumerate(source_model.datasets)}
+    matched = {}
+    for key, value in own.items():
+        src_key = _source_key(key, model.datasets, source_index)
+        if key.startswith("prototypes.") and source_model.datasets != model.datasets:
+            continue
+        if src_key in source and source[src_key].shape == value.shape:
+            matched[key] = source[src_key]
     if not matched:
         raise PosebhError(f"{path}: no tensor matches the recipe's model (is it the right architecture?)")
     model.load_state_dict(matched, strict=False)
     return len(matched)
+
+
+def _source_key(key: str, datasets: list[str], source_index: dict[str, int]) -> str | None:
+    """The checkpoint key holding `key`'s weights: per-dataset parts (heads, experts) follow the dataset name."""
+    m = _PER_DATASET.match(key)
+    if m is None:
+        return key
+    name = datasets[int(m.group(2))]
+    return None if name not in source_index else f"{m.group(1)}{source_index[name]}{m.group(3)}"
 
 
 def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator):

@@ -161,3 +161,22 @@ def test_two_process_torchrun_on_cpu(tiny, tmp_path):
     assert sorted(p.name for p in (run / "state").glob("rng_rank*.pt")) == ["rng_rank0.pt", "rng_rank1.pt"]
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2]
+
+
+def test_init_from_checkpoint_matches_heads_and_experts_by_dataset_name(tmp_path):
+    from posebh_cli.engine.trainer import init_from_checkpoint
+    from posebh_cli.models.checkpoint import save_checkpoint
+    from posebh_cli.models.pose_model import PoseModel
+    from posebh_cli.skeletons import load_skeleton
+
+    names = ["coco", "mpii", "ap10k"]
+    source = PoseModel("vit_pico", names, [load_skeleton(n) for n in names], img_size=(32, 32))
+    save_checkpoint(source, tmp_path / "ckpt")
+    target = PoseModel("vit_pico", ["ap10k", "coco"], [load_skeleton("ap10k"), load_skeleton("coco")],
+                       num_experts=2, img_size=(32, 32))
+    assert init_from_checkpoint(target, tmp_path / "ckpt") > 0
+    src, dst = source.state_dict(), target.state_dict()
+    assert torch.equal(dst["heads.0.final_layer.weight"], src["heads.2.final_layer.weight"])  # ap10k
+    assert torch.equal(dst["heads.1.final_layer.weight"], src["heads.0.final_layer.weight"])  # coco
+    assert torch.equal(dst["backbone.blocks.1.mlp.experts.0.weight"], src["backbone.blocks.1.mlp.experts.2.weight"])
+    assert torch.equal(dst["backbone.blocks.1.attn.qkv.weight"], src["backbone.blocks.1.attn.qkv.weight"])
