@@ -151,7 +151,8 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
             if _due(epoch, train.val_every_epochs, train.epochs):
                 _validate(recipe, prepared, unwrapped, run_dir, accelerator, progress, console)
                 model.train()
-            if _due(epoch, train.checkpoint_every_epochs, train.epochs):
+            # Not while gradients are still being accumulated: they are not part of the saved state.
+            if _due(epoch, train.checkpoint_every_epochs, train.epochs) and accelerator.sync_gradients:
                 _checkpoint(run_dir, accelerator, unwrapped, optimizer, method, progress)
 
     _checkpoint(run_dir, accelerator, unwrapped, optimizer, method, progress)

@@ -109,3 +109,17 @@ def test_paper_schedule_in_vitb():
     assert [d.name for d in recipe.datasets] == ["coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody"]
     assert [d.codec for d in recipe.datasets] == ["udp", "msra", "udp", "msra", "msra", "msra"]
     assert recipe.train.layer_decay == 0.75 and recipe.model.drop_path == 0.3
+
+
+@pytest.mark.parametrize("name", ["vitb.yaml", "vith.yaml", "vitb-multihead.yaml", "zoo-pico-multihead.yaml",
+                                  "zoo-pico-posebh.yaml"])
+def test_shipped_method_configs_are_accepted_by_their_method(name):
+    recipe = load_recipe(RECIPES / name, check_paths=False)
+    if recipe.method == "posebh":
+        from posebh_cli.methods.posebh import PoseBHConfig
+
+        PoseBHConfig.from_dict(recipe.method_config)
+    else:
+        from posebh_cli.methods.multihead import MultiHead
+
+        MultiHead(None, [], recipe.method_config, None)
