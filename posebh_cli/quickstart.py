@@ -1,0 +1,298 @@
+"""`posebh quickstart`: the whole flow on the synthetic skeleton zoo, sized to a time budget on a laptop CPU.
+
+    synth zoo ─▶ prepare-data ─▶ train-mdt (PoseBH, six datasets) ─▶ fit-prototypes (3DPW's SMPL-24 skeleton)
+              ─▶ evaluate every dataset ─▶ predict on real photos (scikit-image's astronaut and cat) ─▶ table
+
+Every step writes under --out and is skipped when its output is already there, so an interrupted quickstart
+picks up where it stopped (training resumes from its last epoch checkpoint). The number of training epochs is
+fitted to --minutes-budget from a few timed steps.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from posebh_cli.errors import PosebhError
+
+MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
+NEW_SKELETON = "3dpw"      # the transfer target: SMPL-24 points, a skeleton none of the six heads predicts
+RECIPE = "zoo-quickstart.yaml"
+RECIPE_DIRS = (Path(__file__).resolve().parents[1] / "recipes", Path("recipes"))
+
+
+@dataclass
+class Plan:
+    """What the quickstart builds: zoo sizes (training images), image and model sizes, epochs bounds."""
+
+    sizes: dict[str, int]
+    image_size: tuple[int, int] = (192, 144)        # zoo images, (w, h)
+    model_size: tuple[int, int] = (128, 96)         # model input, (h, w)
+    batch_size: int = 32
+    min_epochs: int = 2
+    max_epochs: int = 40
+    fit_epochs: int = 10
+    calibration_steps: int = 4                      # 0: train exactly min_epochs, no timing
+    workers: int = 1
+    reserve: float = 0.25                           # share of the budget kept for fitting, evaluating, predicting
+
+
+FULL = Plan(sizes={"coco": 400, "aic": 600, "mpii": 200, "ap10k": 100, "apt36k": 150, "coco_wholebody": 120,
+                   "3dpw": 100})
+TINY = Plan(sizes={"coco": 6, "aic": 6, "mpii": 6, "ap10k": 6, "apt36k": 20, "coco_wholebody": 6, "3dpw": 20},
+            image_size=(96, 72), model_size=(64, 48), batch_size=8, min_epochs=2, fit_epochs=2,
+            calibration_steps=0, workers=0)
+
+
+def find_recipe(name: str) -> Path:
+    for folder in RECIPE_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    raise PosebhError(f"recipe {name} not found in {' or '.join(str(d) for d in RECIPE_DIRS)}")
+
+
+def scale_stages(stages: list[dict], old_epochs: int, new_epochs: int) -> list[dict]:
+    """Stage boundaries of a recipe scaled from `old_epochs` to `new_epochs`, each stage keeping >= 1 epoch."""
+    if len(stages) > new_epochs:
+        raise PosebhError(f"{len(stages)} stages need at least {len(stages)} epochs, got {new_epochs}")
+    ends = [round(s["epochs"][1] * new_epochs / old_epochs) for s in stages]
+    for i in range(len(ends)):   # strictly increasing, leaving one epoch for each later stage
+        low = ends[i - 1] + 1 if i else 1
+        ends[i] = min(max(ends[i], low), new_epochs - (len(ends) - 1 - i))
+    ends[-1] = new_epochs
+    return [{**s, "epochs": [ends[i - 1] if i else 0, ends[i]]} for i, s in enumerate(stages)]
+
+
+def quickstart_recipe(prepared: dict[str, Path], plan: Plan, seed: int, epochs: int) -> dict:
+    """The quickstart recipe as a dict: paths, sizes and seed filled in, stages scaled to `epochs`."""
+    raw = yaml.safe_load(find_recipe(RECIPE).read_text())
+    raw["model"]["img_size"] = list(plan.model_size)
+    for ds in raw["datasets"]:
+        ds["path"] = str(prepared[ds["name"]])
+    raw["stages"] = scale_stages(raw["stages"], raw["train"]["epochs"], epochs)
+    raw["train"].update(epochs=epochs, seed=seed, batch_size=plan.batch_size, num_workers=plan.workers)
+    return raw
+
+
+# ------------------------------------------------------------------ steps
+def make_zoo(out: Path, plan: Plan, seed: int) -> dict[str, Path]:
+    """Synthesize the missing zoo datasets and prepare the missing prepared ones."""
+    from posebh_cli.data.prepare import prepare_dataset
+    from posebh_cli.data.synth import synth_zoo
+
+    zoo, prepared = out / "zoo", out / "prepared"
+    missing = [n for n in plan.sizes if not (zoo / n).is_dir()]
+    if missing:
+        synth_zoo(zoo, seed=seed, sizes={n: plan.sizes[n] for n in missing}, image_size=plan.image_size,
+                  datasets=missing)
+    for name in plan.sizes:
+        if not (prepared / name / "meta.yaml").is_file():
+            shutil.rmtree(prepared / name, ignore_errors=True)   # an empty folder left by a killed run
+            prepare_dataset(name, zoo / name, prepared / name)
+    return {name: prepared / name for name in plan.sizes}
+
+
+def _write_recipe(path: Path, recipe: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def seconds_per_step(out: Path, prepared: dict[str, Path], plan: Plan, seed: int) -> float:
+    """Wall seconds per training step, from a few steps in a throw-away run (start-up included: conservative)."""
+    from posebh_cli.engine.trainer import train_mdt
+
+    where = out / "runs" / ".calibration"
+    shutil.rmtree(where, ignore_errors=True)
+    recipe = _write_recipe(out / "runs" / ".calibration.yaml", quickstart_recipe(prepared, plan, seed, 2))
+    start = time.perf_counter()
+    try:
+        train_mdt(recipe, where, max_steps=plan.calibration_steps)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+        recipe.unlink(missing_ok=True)
+    return (time.perf_counter() - start) / plan.calibration_steps
+
+
+def steps_per_epoch(prepared: dict[str, Path], plan: Plan) -> int:
+    from posebh_cli.data.prepared import open_prepared
+
+    instances = sum(len(open_prepared(prepared[n]).instances("train")) for n in MDT_DATASETS)
+    return max(1, instances // plan.batch_size)
+
+
+def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, budget_s: float,
+                console: Console) -> Path:
+    """Train (or resume, or keep) the PoseBH run in out/runs/posebh with as many epochs as the budget allows."""
+    from posebh_cli.engine.state import find_state
+    from posebh_cli.engine.trainer import train_mdt
+
+    run_dir = out / "runs" / "posebh"
+    recipe_file = out / "runs" / "posebh.recipe.yaml"
+    if (run_dir / "model.safetensors").is_file():
+        console.print(f"training: done already ({run_dir})")
+        return run_dir
+    if find_state(run_dir / "state") is not None and recipe_file.is_file():
+        console.print(f"training: resuming {run_dir}")
+        return train_mdt(recipe_file, run_dir, resume=True)
+    shutil.rmtree(run_dir, ignore_errors=True)   # logs of a run killed before its first checkpoint
+    epochs = plan.min_epochs
+    if plan.calibration_steps:
+        per_step = seconds_per_step(out, prepared, plan, seed)
+        per_epoch = per_step * steps_per_epoch(prepared, plan)
+        epochs = max(plan.min_epochs, min(plan.max_epochs, int(budget_s // per_epoch)))
+        console.print(f"training: {per_step:.2f} s/step, {per_epoch:.0f} s/epoch -> {epochs} epochs "
+                      f"for a {budget_s / 60:.1f}-minute training budget")
+    recipe = _write_recipe(recipe_file, quickstart_recipe(prepared, plan, seed, epochs))
+    return train_mdt(recipe, run_dir)
+
+
+def fit_new_skeleton(out: Path, run_dir: Path, prepared: Path, plan: Plan, console: Console) -> tuple[Path, dict]:
+    """Prototypes for the new skeleton fitted into the frozen model (`posebh fit-prototypes`)."""
+    from posebh_cli.engine.transfer import fit_prototypes_run
+
+    where = out / "runs" / f"fit-{NEW_SKELETON}"
+    if (where / "fit.json").is_file():
+        console.print(f"fit-prototypes: done already ({where})")
+        return where, json.loads((where / "fit.json").read_text()).get("metrics", {})
+    return fit_prototypes_run(run_dir, prepared, split="train", out=where, epochs=plan.fit_epochs, console=console)
+
+
+def evaluate_all(run_dir: Path, prepared: dict[str, Path]) -> dict[str, dict]:
+    """Each MDT dataset's val metrics with its own head ({} for a val split without annotations)."""
+    from posebh_cli.data.prepared import open_prepared
+    from posebh_cli.inference.evaluate import evaluate_model
+    from posebh_cli.inference.predictor import load_checkpoint
+
+    model, recipe = load_checkpoint(run_dir)
+    metrics = {}
+    for name in MDT_DATASETS:
+        ds = open_prepared(prepared[name])
+        if not ds.load_coco("val").get("annotations"):
+            metrics[name] = {}
+            continue
+        metrics[name] = evaluate_model(model, ds, "val", name, recipe=recipe)
+    return metrics
+
+
+def real_photos(folder: Path) -> tuple[dict[str, Path], str]:
+    """scikit-image's astronaut (a person) and cat photos as files; zoo images when scikit-image is missing."""
+    import cv2
+
+    try:
+        from skimage import data
+    except ImportError:
+        return {}, "scikit-image is not installed: predicting on zoo images instead of real photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = {}
+    for name, image in (("astronaut", data.astronaut()), ("cat", data.chelsea())):
+        path = folder / name / f"{name}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        if not path.is_file():
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        photos[name] = path.parent
+    return photos, ""
+
+
+def predict_photos(out: Path, run_dir: Path, fit_dir: Path, prepared: dict[str, Path],
+                   console: Console) -> list[Path]:
+    """Overlays: the astronaut with the COCO head and with the new skeleton's prototypes, the cat with AP-10K's."""
+    from posebh_cli.inference.run import run_predict
+
+    photos, note = real_photos(out / "photos")
+    if note:
+        console.print(f"[yellow]note:[/] {note}")
+        photos = {"astronaut": _zoo_image(prepared["coco"], out / "photos" / "zoo-person"),
+                  "cat": _zoo_image(prepared["ap10k"], out / "photos" / "zoo-animal")}
+    jobs = [("astronaut-coco", photos["astronaut"], run_dir, {"dataset": "coco"}),
+            ("astronaut-" + NEW_SKELETON, photos["astronaut"], fit_dir, {"prototypes": NEW_SKELETON}),
+            ("cat-ap10k", photos["cat"], run_dir, {"dataset": "ap10k"})]
+    overlays = []
+    for name, source, checkpoint, head in jobs:
+        where = out / "predictions" / name
+        if not where.is_dir():
+            run_predict(source, checkpoint, where, whole_image=True, **head)
+        overlays += sorted(where.glob("*.overlay.*"))
+    return overlays
+
+
+def _zoo_image(prepared: Path, folder: Path) -> Path:
+    from posebh_cli.data.prepared import open_prepared
+
+    ds = open_prepared(prepared)
+    first = ds.load_coco("val")["images"][0]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(first["file_name"]).name
+    if not target.is_file():
+        shutil.copyfile(ds.image_root / first["file_name"], target)
+    return folder
+
+
+# ------------------------------------------------------------------ the command
+def _main_metric(metrics: dict) -> tuple[str, float | None]:
+    for key in ("AP", "PCKh", "AUC", "PCK"):
+        if key in metrics:
+            return key, metrics[key]
+    return "-", None
+
+
+def results_table(metrics: dict[str, dict], fit_metrics: dict, minutes: float) -> Table:
+    table = Table(title=f"posebh quickstart: synthetic zoo, {minutes:.1f} minutes")
+    for column, justify in (("dataset", "left"), ("predicted by", "left"), ("metric", "left"), ("value", "right")):
+        table.add_column(column, justify=justify)
+    for name, m in metrics.items():
+        key, value = _main_metric(m)
+        table.add_row(name, f"head {name}", key, "-" if value is None else f"{100 * value:.1f}")
+    key, value = _main_metric(fit_metrics)
+    table.add_row(f"{NEW_SKELETON} (new skeleton)", "fitted prototypes", key,
+                  "-" if value is None else f"{100 * value:.1f}")
+    return table
+
+
+def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float = 15.0, seed: int = 0, tiny: bool = False,
+                   console: Console | None = None) -> dict:
+    """Run the whole quickstart into `out`; returns the summary also written to out/quickstart.json."""
+    console = console or Console()
+    if minutes_budget <= 0:
+        raise PosebhError(f"--minutes-budget: must be positive, got {minutes_budget}")
+    out = Path(out)
+    plan = TINY if tiny else FULL
+    if out.exists() and not out.is_dir():
+        raise PosebhError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        console.print(f"[bold]{out} exists:[/] continuing in it (finished steps are skipped; delete it to start over)")
+    started = time.perf_counter()
+    budget = minutes_budget * 60
+
+    console.rule("1/5 synthetic zoo and prepare-data")
+    prepared = make_zoo(out, plan, seed)
+    console.rule("2/5 train PoseBH on six datasets")
+    train_budget = max(0.0, budget * (1 - plan.reserve) - (time.perf_counter() - started))
+    run_dir = train_model(out, prepared, plan, seed, train_budget, console)
+    console.rule(f"3/5 fit prototypes for a new skeleton ({NEW_SKELETON}, SMPL-24)")
+    fit_dir, fit_metrics = fit_new_skeleton(out, run_dir, prepared[NEW_SKELETON], plan, console)
+    console.rule("4/5 evaluate every dataset")
+    metrics = evaluate_all(run_dir, prepared)
+    console.rule("5/5 predict on real photos")
+    overlays = predict_photos(out, run_dir, fit_dir, prepared, console)
+
+    minutes = (time.perf_counter() - started) / 60
+    summary = {"out": str(out), "seed": seed, "tiny": tiny, "minutes": minutes, "checkpoint": str(run_dir),
+               "fitted_checkpoint": str(fit_dir), "metrics": metrics, f"{NEW_SKELETON}_prototypes": fit_metrics,
+               "overlays": [str(p) for p in overlays]}
+    tmp = out / "quickstart.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(out / "quickstart.json")
+    console.print(results_table(metrics, fit_metrics, minutes))
+    console.print("overlays:\n" + "\n".join(f"  {p}" for p in overlays))
+    console.print(f"checkpoint: {run_dir}  (try: posebh predict --checkpoint {run_dir} ...)")
+    return summary
+
+
+__all__ = ["run_quickstart", "scale_stages", "quickstart_recipe", "Plan", "FULL", "TINY"]

@@ -1,0 +1,78 @@
+"""`posebh quickstart`: stage scaling, the recipe it writes, its input errors, and the tiny flow end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from posebh_cli.cli import app
+from posebh_cli.engine.recipe import recipe_from_dict
+from posebh_cli.errors import PosebhError
+from posebh_cli.quickstart import FULL, MDT_DATASETS, TINY, quickstart_recipe, run_quickstart, scale_stages
+
+STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
+
+
+def test_scale_stages_keeps_proportions_and_tiles_the_epochs():
+    assert [s["epochs"] for s in scale_stages(STAGES, 12, 24)] == [[0, 16], [16, 24]]
+    assert [s["epochs"] for s in scale_stages(STAGES, 12, 3)] == [[0, 2], [2, 3]]
+    assert [s["epochs"] for s in scale_stages(STAGES, 12, 2)] == [[0, 1], [1, 2]]   # every stage keeps an epoch
+    three = STAGES + [{"name": "c", "epochs": [12, 13]}]
+    assert [s["epochs"] for s in scale_stages(three, 13, 3)] == [[0, 1], [1, 2], [2, 3]]
+    with pytest.raises(PosebhError, match="at least 2 epochs"):
+        scale_stages(STAGES, 12, 1)
+
+
+@pytest.mark.parametrize("plan", [FULL, TINY])
+def test_the_recipe_validates_and_trains_the_six_datasets(plan):
+    prepared = {name: Path(f"/data/{name}") for name in plan.sizes}
+    recipe = recipe_from_dict(quickstart_recipe(prepared, plan, seed=5, epochs=6), check_paths=False)
+    assert recipe.method == "posebh"
+    assert [d.name for d in recipe.datasets] == list(MDT_DATASETS)
+    assert [d.path for d in recipe.datasets] == [f"/data/{n}" for n in MDT_DATASETS]
+    assert recipe.train.epochs == 6 and recipe.train.seed == 5
+    assert recipe.model.img_size == plan.model_size
+    assert recipe.stages[-1].epochs[1] == 6 and "css" in recipe.stages[-1].losses
+
+
+def test_bad_budget_and_out_are_one_line_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["quickstart", "--out", str(tmp_path / "q"), "--minutes-budget", "0"])
+    assert result.exit_code == 2 and "--minutes-budget" in result.output
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = runner.invoke(app, ["quickstart", "--out", str(a_file), "--tiny"])
+    assert result.exit_code == 2 and "not a folder" in result.output
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.fixture
+def one_thread():
+    """The tiny flow on a shared CPU: one torch thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    out = tmp_path / "qs"
+    summary = run_quickstart(out, minutes_budget=1, seed=0, tiny=True)
+    saved = json.loads((out / "quickstart.json").read_text())
+    assert saved["metrics"].keys() == set(MDT_DATASETS)
+    assert (out / "runs" / "posebh" / "model.safetensors").is_file()
+    assert (out / "runs" / "fit-3dpw" / "fit.json").is_file()
+    overlays = [Path(p) for p in summary["overlays"]]
+    assert len(overlays) == 3 and all(p.is_file() for p in overlays)
+    assert {p.parent.name for p in overlays} == {"astronaut-coco", "astronaut-3dpw", "cat-ap10k"}
+    for name, metrics in saved["metrics"].items():
+        for value in metrics.values():
+            assert value == -1 or 0.0 <= value <= 1.0 or value > 1.0 and name == "coco_wholebody"
+    # Re-running into the same folder skips every finished step and gives the same metrics.
+    again = run_quickstart(out, minutes_budget=1, seed=0, tiny=True)
+    assert again["metrics"] == saved["metrics"]
