@@ -347,6 +347,21 @@ def fit_acae(
     console.print(table)
 
 
+# ---------------------------------------------------------------- quickstart
+@app.command("quickstart")
+@_user_errors
+def quickstart(
+    out: Path = typer.Option(Path("posebh-quickstart"), "--out", help="Working folder; re-running continues in it."),
+    minutes_budget: float = typer.Option(15.0, "--minutes-budget", help="Time budget; training epochs fit in it."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the zoo and of training."),
+    tiny: bool = typer.Option(False, "--tiny", help="A few images and epochs: checks the whole flow in about a minute."),
+) -> None:
+    """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
+    from posebh_cli.quickstart import run_quickstart
+
+    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=console)
+
+
 def main() -> None:
     app()
 
