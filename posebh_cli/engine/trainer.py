@@ -80,8 +80,7 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
     if _has_tensorboard():
         accelerator.init_trackers(recipe.name)
 
-    steps_per_epoch = math.ceil(len(loader) / train.grad_accum)
-    total_steps = steps_per_epoch * train.epochs
+    total_steps = len(loader) * train.epochs // train.grad_accum  # accumulation carries over epoch ends
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     samples_per_step = train.batch_size * train.grad_accum * accelerator.num_processes
@@ -293,7 +292,13 @@ def _log(window: dict, progress: TrainProgress, epoch: int, stage: str, optimize
     values["lr"] = group["lr"] / group.get("lr_scale", 1.0)
     window.update(time=now, last_step=progress.step, sums={}, count=0)
     accelerator.log(values, step=progress.step)
-    bar.update(task, info=f"loss {values['loss']:.3g}  {values['samples_per_s']:.1f} samples/s  lr {values['lr']:.2e}")
+    terms: dict[str, float] = {}  # per-dataset terms summed by kind for the bar: heatmap, proto_ppc, ...
+    for name, value in values.items():
+        if name not in ("loss", "samples_per_s", "lr"):
+            terms[name.split("/")[0]] = terms.get(name.split("/")[0], 0.0) + value
+    shown = "  ".join(f"{name} {value:.3g}" for name, value in terms.items())
+    bar.update(task, info=f"loss {values['loss']:.3g} ({shown})  {values['samples_per_s']:.1f} samples/s  "
+                          f"lr {values['lr']:.2e}")
     _append_metrics(run_dir, {"step": progress.step, "epoch": epoch, "stage": stage, **values}, accelerator)
 
 
