@@ -8,8 +8,9 @@
 2. Trains the multi-head baseline once (recipes/zoo-bench-base.yaml; the shared starting point, as the paper starts
    every variant from the same ViTPose++ checkpoint), then, per seed, continues it for the same number of
    epochs with every arm: `multihead` (more of the same), `posebh-nocss` (prototypes + cluster loss, the
-   paper's "+L_Proto" row), `posebh` (+ cross-type self-supervision), and with --with-acae / --with-distill the
-   ACAE and distillation methods when this build has them.
+   paper's "+L_Proto" row), `posebh` (+ cross-type self-supervision), and with --with-acae the ACAE consistency
+   method (its ACAE fitted on the base run's heads first). The distillation method is not an arm: its student
+   has one union-skeleton head, which this per-dataset, per-head table does not score.
 3. Scores every run on each dataset's val split (AP, PCKh for MPII) and cross-skeleton (each head on the other
    datasets of its body plan, through the zoo's hidden ground truth; posebh_cli/zoo_eval.py).
 4. Writes <out>/results.json (every run) and <out>/results.md (mean ± std over seeds).
@@ -38,7 +39,6 @@ MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 ZOO_SIZES = {"coco": 450, "aic": 650, "mpii": 200, "ap10k": 100, "apt36k": 150, "coco_wholebody": 120}
 ARMS = {"multihead": "zoo-bench-multihead.yaml", "posebh-nocss": "zoo-bench-posebh-nocss.yaml",
         "posebh": "zoo-bench-posebh.yaml"}
-OPTIONAL_ARMS = {"acae": "acae", "distill": "distill"}   # arm -> method name, run on the multihead arm's recipe
 MAIN_METRICS = ("AP", "PCKh")
 EVAL_SPLIT = "val"   # of the evaluation zoo, whose images no run trains on
 
@@ -48,12 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/bench", help="output folder (zoo, prepared data, runs, results)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--zoo-seed", type=int, default=0, help="seed of the synthetic zoo (shared by all runs)")
-    p.add_argument("--size", type=float, default=0.12, help="zoo size factor on the per-dataset image counts")
+    p.add_argument("--size", type=float, default=0.06, help="zoo size factor on the per-dataset image counts")
     p.add_argument("--eval-images", type=int, default=20,
                    help="val images per dataset, from an independent evaluation zoo (the training zoo's own val "
                         "split holds only 15%% of its small training sets)")
     p.add_argument("--image-size", default="192x144", help="zoo image size WIDTHxHEIGHT")
-    p.add_argument("--base-epochs", type=int, default=15, help="epochs of the multi-head base run")
+    p.add_argument("--base-epochs", type=int, default=12, help="epochs of the multi-head base run")
     p.add_argument("--base-seed", type=int, default=0, help="training seed of the base run")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every arm after the base run")
     p.add_argument("--arch", default="vit_pico", help="backbone (vit_pico, vit_tiny, vit_small, vit_base, ...)")
@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 on a shared CPU: oversubscribed threads make steps 5-10x slower)")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms to run")
-    p.add_argument("--with-acae", action="store_true", help="add the ACAE arm (needs posebh_cli/methods/acae.py)")
-    p.add_argument("--with-distill", action="store_true", help="add the distillation arm (methods/distill.py)")
+    p.add_argument("--with-acae", action="store_true", help="add the ACAE arm (fit-acae on the base, then acae)")
+    p.add_argument("--acae-steps", type=int, default=1000, help="Adam steps of the ACAE fit")
     return p.parse_args(argv)
 
 
@@ -88,13 +88,11 @@ def build_data(out: Path, sizes: dict[str, int], zoo_seed: int, image_size: tupl
 
 # ------------------------------------------------------------------ recipes
 def make_recipe(template: str, name: str, data: dict[str, Path], args, seed: int, epochs: int,
-                init: Path | None, method: str | None = None) -> dict:
+                init: Path | None) -> dict:
     from posebh_cli.quickstart import scale_stages
 
     raw = yaml.safe_load((RECIPES / template).read_text())
     raw["name"] = name
-    if method is not None:
-        raw["method"] = method
     h, w = (int(v) for v in args.img_size.lower().split("x"))
     raw["model"].update(arch=args.arch, img_size=[h, w])
     raw["model"]["init"] = {"kind": "ours", "path": str(init)} if init else {"kind": "none"}
@@ -137,7 +135,8 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
         metrics = evaluate_model(model, data[name], EVAL_SPLIT, name, batch_size=64, device=device, recipe=recipe)
         value = next((metrics[k] for k in MAIN_METRICS if k in metrics), -1.0)
         per_dataset[name] = value if value >= 0 else None   # -1: the split has no annotation
-    cross = {pair: ap for pair, ap in cross_skeleton_scores(model, data, EVAL_SPLIT, batch_size=64,
+    # no flip test here: it would double the cost of the 13 pairs, and every arm is scored the same way
+    cross = {pair: ap for pair, ap in cross_skeleton_scores(model, data, EVAL_SPLIT, flip=False, batch_size=64,
                                                             device=device).items() if ap >= 0}
     scored = [v for v in per_dataset.values() if v is not None]
     result = {"datasets": per_dataset, "mean": statistics.fmean(scored) if scored else None, "cross": cross,
@@ -148,17 +147,14 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
     return result
 
 
-def available_optional_arms(args) -> dict[str, str]:
-    from posebh_cli.methods import METHODS
+def fit_acae(base: Path, out: Path, args) -> Path:
+    """The ACAE of the base run's heads (`posebh fit-acae`), for the acae arm; kept when already there."""
+    from posebh_cli.methods.acae_model import fit_acae_command
 
-    wanted = [a for a, on in (("acae", args.with_acae), ("distill", args.with_distill)) if on]
-    arms = {}
-    for arm in wanted:
-        if OPTIONAL_ARMS[arm] in METHODS:
-            arms[arm] = OPTIONAL_ARMS[arm]
-        else:
-            print(f"skipping arm {arm}: method '{OPTIONAL_ARMS[arm]}' is not in this build", flush=True)
-    return arms
+    if not (out / "acae.json").is_file():
+        fit_acae_command(base, base / "recipe.yaml", out, steps=args.acae_steps, max_instances=500,
+                         device="cuda" if args.device.startswith("cuda") else "cpu")
+    return out
 
 
 # ------------------------------------------------------------------ report
@@ -216,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     # synth makes val 15% of train: ask for the train size that gives --eval-images val images
     eval_sizes = {n: math.ceil(args.eval_images / HELD_OUT_FRACTION) for n in MDT_DATASETS}
     eval_data = build_data(out, eval_sizes, args.zoo_seed + 1000, (w, h), "-eval")
-    arms = {arm: (ARMS[arm], None) for arm in args.arms}
-    arms.update({arm: (ARMS["multihead"], method) for arm, method in available_optional_arms(args).items()})
+    arms = {arm: ARMS[arm] for arm in args.arms}
+    if args.with_acae:
+        arms["acae"] = "zoo-bench-acae.yaml"
 
     results: dict[str, dict[int, dict]] = {"base": {}, **{arm: {} for arm in arms}}
     timings: dict[str, float] = {}
@@ -226,11 +223,14 @@ def main(argv: list[str] | None = None) -> None:
                  out / "runs" / "base")
     results["base"] = {args.base_seed: score(base, eval_data, args)}
     timings["base"] = time.perf_counter() - t0
+    acae = fit_acae(base, out / "runs" / "acae", args) if args.with_acae else None
     for seed in args.seeds:
         runs = out / "runs" / f"s{seed}"
-        for arm, (template, method) in arms.items():
+        for arm, template in arms.items():
             t0 = time.perf_counter()
-            recipe = make_recipe(template, f"bench-{arm}-s{seed}", data, args, seed, args.epochs, base, method)
+            recipe = make_recipe(template, f"bench-{arm}-s{seed}", data, args, seed, args.epochs, base)
+            if arm == "acae":
+                recipe["method_config"]["acae"] = str(acae)
             run_dir = train(recipe, runs / arm)
             results[arm][seed] = score(run_dir, eval_data, args)
             timings[f"s{seed}/{arm}"] = time.perf_counter() - t0
