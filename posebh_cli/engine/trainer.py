@@ -275,9 +275,10 @@ def _nonfinite(losses: dict[str, Tensor], total: Tensor, accelerator: Accelerato
 
 
 def _accumulate_log(window: dict, losses: dict[str, Tensor], total: Tensor) -> None:
+    """Running sums stay on the device; they are read (one sync) only when a log line is written."""
     sums = window["sums"]
     for name, value in [("loss", total), *losses.items()]:
-        sums[name] = sums.get(name, 0.0) + float(value.detach())
+        sums[name] = sums.get(name, 0.0) + value.detach().float()
     window["count"] += 1
 
 
@@ -285,7 +286,7 @@ def _log(window: dict, progress: TrainProgress, epoch: int, stage: str, optimize
          run_dir: Path, accelerator: Accelerator, bar: Progress, task) -> None:
     """Mean loss terms since the last log line, samples/s and the base lr: to the bar, trackers and metrics.jsonl."""
     now = time.perf_counter()
-    values = {name: total / max(1, window["count"]) for name, total in window["sums"].items()}
+    values = {name: float(total) / max(1, window["count"]) for name, total in window["sums"].items()}
     steps = progress.step - window["last_step"]
     values["samples_per_s"] = samples_per_step * steps / max(now - window["time"], 1e-9)
     group = optimizer.param_groups[-1]
