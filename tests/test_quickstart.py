@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from posebh_cli.cli import app
 from posebh_cli.engine.recipe import recipe_from_dict
 from posebh_cli.errors import PosebhError
-from posebh_cli.quickstart import FULL, MDT_DATASETS, TINY, quickstart_recipe, run_quickstart, scale_stages
+from posebh_cli.quickstart import FULL, MDT_DATASETS, TINY, make_zoo, quickstart_recipe, run_quickstart, scale_stages
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
 
@@ -47,6 +47,17 @@ def test_bad_budget_and_out_are_one_line_errors(tmp_path):
     result = runner.invoke(app, ["quickstart", "--out", str(a_file), "--tiny"])
     assert result.exit_code == 2 and "not a folder" in result.output
     assert not (tmp_path / "q").exists()
+
+
+def test_tiny_zoo_is_made_once_and_kept_on_a_rerun(tmp_path):
+    prepared = make_zoo(tmp_path, TINY, seed=0)
+    assert set(prepared) == set(MDT_DATASETS) | {"3dpw"}
+    assert all((p / "meta.yaml").is_file() for p in prepared.values())
+    stamps = {p: (p / "meta.yaml").stat().st_mtime_ns for p in prepared.values()}
+    (tmp_path / "prepared" / "mpii" / "meta.yaml").unlink()          # as if killed while preparing MPII
+    again = make_zoo(tmp_path, TINY, seed=0)
+    assert again == prepared and (again["mpii"] / "meta.yaml").is_file()
+    assert all((p / "meta.yaml").stat().st_mtime_ns == t for p, t in stamps.items() if p.name != "mpii")
 
 
 @pytest.fixture
