@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="val images per dataset, from an independent evaluation zoo (the training zoo's own val "
                         "split holds only 15%% of its small training sets)")
     p.add_argument("--image-size", default="192x144", help="zoo image size WIDTHxHEIGHT")
-    p.add_argument("--base-epochs", type=int, default=12, help="epochs of the multi-head base run")
+    p.add_argument("--base-epochs", type=int, default=20, help="epochs of the multi-head base run")
     p.add_argument("--base-seed", type=int, default=0, help="training seed of the base run")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every arm after the base run")
     p.add_argument("--arch", default="vit_pico", help="backbone (vit_pico, vit_tiny, vit_small, vit_base, ...)")
@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms to run")
     p.add_argument("--with-acae", action="store_true", help="add the ACAE arm (fit-acae on the base, then acae)")
     p.add_argument("--acae-steps", type=int, default=1000, help="Adam steps of the ACAE fit")
+    p.add_argument("--acae-min-score", type=float, default=0.2,
+                   help="fit-acae --min-score (lower it for a weak base run)")
     return p.parse_args(argv)
 
 
@@ -153,6 +155,7 @@ def fit_acae(base: Path, out: Path, args) -> Path:
 
     if not (out / "acae.json").is_file():
         fit_acae_command(base, base / "recipe.yaml", out, steps=args.acae_steps, max_instances=500,
+                         min_score=args.acae_min_score,
                          device="cuda" if args.device.startswith("cuda") else "cpu")
     return out
 
