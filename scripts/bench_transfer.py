@@ -2,7 +2,9 @@
 
     python scripts/bench_transfer.py --out bench-transfer
 
-1. `posebh synth` + `prepare-data`: the zoo's coco (source), 3dpw (smpl24) and interhand sets.
+1. `posebh synth` + `prepare-data`: the zoo's coco (source), 3dpw (smpl24) and interhand sets, plus separately
+   synthesized 3dpw and interhand sets whose held-out split scores every row (the small sets' own held-out split
+   is one or two clips).
 2. A small PoseBH source model trained from scratch on the zoo coco set (heads, embedding and prototypes together).
 3. Per target: fit-prototypes with the first 10 / 50 / all labelled images (no gradient training), then
    fine-tuning with recipes/zoo-transfer-<target>.yaml (PoseBH protocol, started from the all-images fit) and
@@ -27,21 +29,33 @@ from posebh_cli.data.prepare import prepare_dataset
 from posebh_cli.data.synth import synth_zoo
 from posebh_cli.engine.trainer import train_mdt
 from posebh_cli.engine.transfer import find_recipe, finetune_transfer, fit_prototypes_run
+from posebh_cli.errors import PosebhError
 from posebh_cli.inference.evaluate import evaluate_model
+from posebh_cli.inference.predictor import load_checkpoint
 from posebh_cli.models.checkpoint import load_model
 
 TARGETS = {"3dpw": ("AP", "AR"), "interhand": ("PCK@0.2", "AUC", "EPE")}
+HELD_OUT = {"3dpw": "test", "interhand": "val"}
 
 
-def make_zoo(out: Path, source_images: int, target_images: int, seed: int) -> dict[str, Path]:
-    sizes = {"coco": source_images, "3dpw": target_images, "interhand": target_images}
-    native, prepared = out / "native", out / "prepared"
-    if not native.exists():
-        synth_zoo(native, seed=seed, sizes=sizes, image_size=(96, 128), datasets=list(sizes), workers=1)
-    for name in sizes:
-        if not (prepared / name).exists():
-            prepare_dataset(name, native / name, prepared / name)
-    return {name: prepared / name for name in sizes}
+def make_zoo(out: Path, sizes: dict[str, int], seed: int) -> dict[str, Path]:
+    """Synthesize and prepare each set; a seed whose 3DPW set holds a zero-size box (a figure that left the frame,
+    which prepare-data refuses) is replaced by the next seed."""
+    prepared = {}
+    for name, size in sizes.items():
+        folder = out / "prepared" / name
+        for attempt in range(seed, seed + 5):
+            if folder.exists():
+                break
+            native = out / f"native-{attempt}"
+            if not (native / name).exists():
+                synth_zoo(native, seed=attempt, sizes={name: size}, image_size=(96, 128), datasets=[name], workers=1)
+            try:
+                prepare_dataset(name, native / name, folder)
+            except PosebhError as exc:
+                print(f"seed {attempt}: {exc}; trying the next seed")
+        prepared[name] = folder
+    return prepared
 
 
 def train_source(out: Path, coco: Path, img_size: list[int], epochs: int, batch_size: int) -> Path:
@@ -65,14 +79,23 @@ def train_source(out: Path, coco: Path, img_size: list[int], epochs: int, batch_
     return train_mdt(path, out=run)
 
 
+def score(checkpoint: Path, data: Path, split: str, target: str, source: str) -> dict:
+    """Metrics of a checkpoint on a split, decoded and cropped as its recipe says (codec, box padding)."""
+    model, recipe = load_checkpoint(checkpoint)
+    return evaluate_model(model, data, split, target, source=source, recipe=recipe)
+
+
 def pick(metrics: dict, keys: tuple[str, ...]) -> dict:
     return {k: round(float(metrics[k]), 4) for k in keys if k in metrics}
 
 
-def bench_target(out: Path, target: str, data: Path, source: Path, img_size: list[int], counts: list[int],
-                 batch_size: int) -> dict:
+def bench_target(out: Path, target: str, data: Path, heldout: Path, source: Path, img_size: list[int],
+                 counts: list[int], batch_size: int) -> dict:
+    """Every row is scored on the held-out split of `heldout`, a separately synthesized set of the target."""
     keys = TARGETS[target]
-    rows: dict = {"fit": {}}
+    split = HELD_OUT[target]
+    rows: dict = {"fit": {}, "held_out": split,
+                  "held_out_instances": len(json.loads((heldout / f"{split}.json").read_text())["annotations"])}
     full_fit = None
     for n in counts:
         start = time.perf_counter()
@@ -80,7 +103,8 @@ def bench_target(out: Path, target: str, data: Path, source: Path, img_size: lis
         if not fit_dir.exists():
             fit_prototypes_run(source, data, out=fit_dir, max_images=n, progress=False)
         summary = json.loads((fit_dir / "fit.json").read_text())
-        rows["fit"][n] = {**pick(summary["metrics"], keys), "instances": summary["instances"],
+        metrics = score(fit_dir, heldout, split, target, "prototypes")
+        rows["fit"][n] = {**pick(metrics, keys), "instances": summary["instances"],
                           "seconds": round(time.perf_counter() - start, 1)}
         full_fit = fit_dir
     overrides = [f"datasets.0.path={data}", f"model.img_size={json.dumps(img_size)}",
@@ -92,15 +116,11 @@ def bench_target(out: Path, target: str, data: Path, source: Path, img_size: lis
         recipe = find_recipe(target, protocol, zoo=True)
         if not (run / "model.safetensors").exists():
             finetune_transfer(recipe, out=run, overrides=overrides + [f"model.init.path={init}"])
-        model = load_model(run)
-        held_out = yaml.safe_load((run / "recipe.yaml").read_text())["datasets"][0]["val_split"]
-        row = pick(evaluate_model(model, data, held_out, target), keys)
+        row = pick(score(run, heldout, split, target, "head"), keys)
         if protocol == "posebh":
-            row["prototypes"] = pick(evaluate_model(model, data, held_out, target, source="prototypes"), keys)
+            row["prototypes"] = pick(score(run, heldout, split, target, "prototypes"), keys)
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows[protocol] = row
-        rows["held_out"] = held_out
-        rows["held_out_instances"] = len(json.loads((data / f"{held_out}.json").read_text())["annotations"])
     return rows
 
 
@@ -130,8 +150,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-transfer"))
     parser.add_argument("--images", type=int, default=100, help="training images of each target set")
-    parser.add_argument("--source-images", type=int, default=100, help="training images of the zoo coco set")
-    parser.add_argument("--source-epochs", type=int, default=4)
+    parser.add_argument("--source-images", type=int, default=120, help="training images of the zoo coco set")
+    parser.add_argument("--source-epochs", type=int, default=8)
+    parser.add_argument("--heldout-images", type=int, default=300,
+                        help="size of the separately synthesized evaluation sets (15%% of it is held out)")
     parser.add_argument("--fit-images", default="10,50", help="fit-prototypes subsets (all images are added)")
     parser.add_argument("--img-size", default="64x48", help="model input HxW")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -145,7 +167,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.perf_counter()
-    data = make_zoo(out, args.source_images, args.images, args.seed)
+    data = make_zoo(out, {"coco": args.source_images, "3dpw": args.images, "interhand": args.images}, args.seed)
+    heldout = make_zoo(out / "heldout", {"3dpw": args.heldout_images, "interhand": args.heldout_images},
+                       args.seed + 1000)
     timings["zoo"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     source = train_source(out, data["coco"], [h, w], args.source_epochs, args.batch_size)
@@ -154,7 +178,7 @@ def main() -> None:
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "source_coco_val": source_eval, "targets": {}}
     for target in TARGETS:
         start = time.perf_counter()
-        rows = bench_target(out, target, data[target], source, [h, w], counts, args.batch_size)
+        rows = bench_target(out, target, data[target], heldout[target], source, [h, w], counts, args.batch_size)
         results["targets"][target] = rows
         timings[target] = round(time.perf_counter() - start, 1)
     results["seconds"] = timings
