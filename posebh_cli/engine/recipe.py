@@ -38,6 +38,7 @@ class ModelSpec:
     drop_path: float = 0.0
     embed_dim: int = 64
     prototypes_per_keypoint: int = 3
+    head_channels: int = 256  # deconv width of heads and embedding net (ViTPose: 256)
     init: InitSpec = field(default_factory=InitSpec)
 
 
@@ -182,7 +183,7 @@ def recipe_from_dict(raw: Any, file: str | Path | None = None, check_paths: bool
 
 def _model(r: _Reader, raw: Any) -> ModelSpec:
     m = r.mapping(raw, "model", required=("arch",),
-                  optional=("img_size", "drop_path", "embed_dim", "prototypes_per_keypoint", "init"))
+                  optional=("img_size", "drop_path", "embed_dim", "prototypes_per_keypoint", "head_channels", "init"))
     img_size = r.size(m, "img_size", "model", (256, 192))
     if img_size[0] % 16 or img_size[1] % 16:  # the 16-px patch grid times 4 must equal img_size / 4
         raise r.error("model.img_size", f"must be multiples of 16, got {list(img_size)}")
@@ -202,6 +203,7 @@ def _model(r: _Reader, raw: Any) -> ModelSpec:
         drop_path=r.number(m, "drop_path", "model", 0.0, low=0.0, high=1.0, high_open=True),
         embed_dim=r.integer(m, "embed_dim", "model", 64, low=1),
         prototypes_per_keypoint=r.integer(m, "prototypes_per_keypoint", "model", 3, low=1),
+        head_channels=r.integer(m, "head_channels", "model", 256, low=1),
         init=InitSpec(kind=kind, path=None if init_path is None else str(init_path), expert=expert))
 
 

@@ -182,7 +182,7 @@ def build_model(recipe: Recipe, prepared: list, with_embedding: bool) -> nn.Modu
     model = PoseModel(spec.arch, [d.name for d in recipe.datasets], [p.skeleton for p in prepared],
                       with_embedding=with_embedding, embed_dim=spec.embed_dim,
                       prototypes_per_keypoint=spec.prototypes_per_keypoint, img_size=spec.img_size,
-                      drop_path_rate=spec.drop_path)
+                      drop_path_rate=spec.drop_path, head_channels=spec.head_channels)
     if spec.init.kind == "mae":
         model.backbone.init_from_file(spec.init.path)
     elif spec.init.kind == "transfer":  # a new skeleton from a multi-dataset model: engine/transfer.py

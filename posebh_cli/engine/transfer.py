@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 import shutil
@@ -163,12 +165,9 @@ def append_prototypes(plain: nn.Module, name: str, skeleton, prototypes: torch.T
     """A copy of a plain PoseModel whose prototype bank also holds `name`'s fitted rows (and no head for it)."""
     from posebh_cli.models.pose_model import PoseModel
 
-    c = plain.config
+    config = replace(plain.config, num_experts=0, with_embedding=True, prototype_only=[name])
     with torch.device("meta"):
-        model = PoseModel(c.arch, plain.datasets, plain.skeletons, num_experts=0, with_embedding=True,
-                          embed_dim=c.embed_dim, prototypes_per_keypoint=c.prototypes_per_keypoint,
-                          img_size=c.img_size, drop_path_rate=c.drop_path_rate,
-                          prototype_only=[(name, skeleton)])
+        model = PoseModel.from_config(config, plain.skeletons, [skeleton])
     state = {k: v.detach().clone() for k, v in plain.state_dict().items()}
     bank = state["prototypes.prototypes"][: plain.num_global_keypoints]  # a fitted source's extra rows are dropped
     state["prototypes.prototypes"] = torch.cat([bank, prototypes.to(bank)])

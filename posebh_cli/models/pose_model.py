@@ -5,7 +5,7 @@ Dataset d owns head d, expert d (when the backbone has experts) and the prototyp
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn as nn
@@ -32,6 +32,7 @@ class ModelConfig:
     drop_path_rate: float | None = None  # None: the architecture's default
     num_keypoints: list[int] = field(default_factory=list)  # per dataset; a check against the skeletons
     prototype_only: list[str] = field(default_factory=list)  # bank entries without a head (fit-prototypes)
+    head_channels: int = 256  # deconv width of the heads and the embedding net; small CPU recipes use fewer
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -53,7 +54,7 @@ class PoseModel(nn.Module):
     def __init__(self, arch: str, datasets: list[str], skeletons: list[Skeleton], num_experts: int | None = None,
                  with_embedding: bool = False, embed_dim: int = 64, prototypes_per_keypoint: int = 3,
                  img_size: tuple[int, int] = (256, 192), drop_path_rate: float | None = None,
-                 prototype_only: list[tuple[str, Skeleton]] | None = None):
+                 prototype_only: list[tuple[str, Skeleton]] | None = None, head_channels: int = 256):
         super().__init__()
         if len(datasets) != len(skeletons) or not datasets:
             raise PosebhError(f"PoseModel needs one skeleton per dataset, got {len(datasets)} datasets "
@@ -68,12 +69,13 @@ class PoseModel(nn.Module):
                                   with_embedding=with_embedding, embed_dim=embed_dim,
                                   prototypes_per_keypoint=prototypes_per_keypoint, img_size=tuple(img_size),
                                   drop_path_rate=drop_path_rate, num_keypoints=[s.num_keypoints for s in skeletons],
-                                  prototype_only=[name for name, _ in prototype_only or []])
+                                  prototype_only=[name for name, _ in prototype_only or []],
+                                  head_channels=head_channels)
         self.datasets = list(datasets)
         self.skeletons = list(skeletons)
         self.backbone = create_vit(arch, tuple(img_size), num_experts, drop_path_rate)
         dim = self.backbone.embed_dim
-        self.heads = nn.ModuleList(HeatmapHead(dim, s.num_keypoints) for s in skeletons)
+        self.heads = nn.ModuleList(HeatmapHead(dim, s.num_keypoints, head_channels) for s in skeletons)
         offsets = [0]
         for s in skeletons:
             offsets.append(offsets[-1] + s.num_keypoints)
@@ -85,7 +87,7 @@ class PoseModel(nn.Module):
         if self.prototype_only and (not with_embedding or len(set(names)) != len(names)):
             raise PosebhError(f"prototype-only entries need an embedding and names unique among {names}")
         if with_embedding:
-            self.embedding = KeypointEmbedding(dim, embed_dim)
+            self.embedding = KeypointEmbedding(dim, embed_dim, deconv_channels=head_channels)
             bank_size = self.num_global_keypoints + sum(sk.num_keypoints for _, sk in self.prototype_only)
             self.prototypes = PrototypeBank(bank_size, prototypes_per_keypoint, embed_dim)
             self.prototypes.names = names  # what the predictor reads to find a skeleton's rows
@@ -105,7 +107,7 @@ class PoseModel(nn.Module):
                               f"{[s.num_keypoints for s in skeletons]}")
         return cls(config.arch, config.datasets, skeletons, config.num_experts, config.with_embedding,
                    config.embed_dim, config.prototypes_per_keypoint, config.img_size, config.drop_path_rate,
-                   list(zip(config.prototype_only, prototype_skeletons)))
+                   list(zip(config.prototype_only, prototype_skeletons)), config.head_channels)
 
     @property
     def with_embedding(self) -> bool:
@@ -172,10 +174,9 @@ class PoseModel(nn.Module):
         """A plain single-dataset model (no experts): fc2 = cat(shared fc2, expert d), head d, prototype rows of d."""
         d = self.dataset_index(dataset)
         with torch.device("meta"):  # weights come from this model below
-            single = PoseModel(self.config.arch, [dataset], [self.skeletons[d]], num_experts=0,
-                               with_embedding=self.with_embedding, embed_dim=self.config.embed_dim,
-                               prototypes_per_keypoint=self.config.prototypes_per_keypoint,
-                               img_size=self.config.img_size, drop_path_rate=self.config.drop_path_rate)
+            config = replace(self.config, datasets=[dataset], num_experts=0, prototype_only=[],
+                             num_keypoints=[self.skeletons[d].num_keypoints])
+            single = PoseModel.from_config(config, [self.skeletons[d]])
         src = self.state_dict()
         state = {}
         for key, value in src.items():

@@ -97,3 +97,23 @@ def test_construction_errors():
         PoseModel("vit_pico", ["coco", "aic"], skeletons(["coco"]))
     with pytest.raises(PosebhError):
         PoseModel("vit_pico", ["coco", "aic"], skeletons(["coco", "aic"]), num_experts=3)
+
+
+def test_head_channels_narrow_heads_round_trip(tmp_path):
+    from posebh_cli.models.checkpoint import load_model, save_checkpoint
+    from posebh_cli.skeletons import load_skeleton
+
+    skeletons = [load_skeleton("coco"), load_skeleton("mpii")]
+    model = PoseModel("vit_pico", ["coco", "mpii"], skeletons, with_embedding=True, img_size=(128, 96),
+                      head_channels=32).eval()
+    assert model.heads[0].final_layer.in_channels == 32
+    assert model.embedding.deconv_layers[0].out_channels == 32
+    images = torch.randn(2, 3, 128, 96)
+    out = model(images, torch.tensor([0, 1]), with_embedding=True)
+    assert out["heatmaps"][1].shape == (2, 16, 32, 24) and out["embeddings"].shape == (2, 64, 32, 24)
+    save_checkpoint(model, tmp_path / "ckpt")
+    again = load_model(tmp_path / "ckpt")
+    assert again.config.head_channels == 32
+    assert torch.equal(again(images, torch.tensor([0, 1]))["heatmaps"][0], model(images, torch.tensor([0, 1]))["heatmaps"][0])
+    single = model.split("mpii")
+    assert single.config.head_channels == 32 and single.heads[0].final_layer.in_channels == 32
