@@ -276,12 +276,14 @@ def transfer_run(target: str, protocol: str = "posebh", zoo: bool = False, check
     run_dir = Path(out) if out is not None else Path("runs") / parsed.name
     if fit and parsed.method == "posebh" and parsed.model.init.kind == "transfer" and not resume:
         spec = parsed.datasets[0]
-        fit_dir, metrics = fit_prototypes_run(parsed.model.init.path, spec.path, split=spec.train_split,
-                                              out=run_dir / "fit", expert=parsed.model.init.expert,
-                                              box_padding=spec.box_padding, val_split=spec.val_split,
-                                              val_max_images=parsed.train.val_max_images, console=console)
-        if console is not None and metrics:
-            console.print("prototypes only: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        fit_dir = run_dir / "fit"
+        if not (fit_dir / "fit.json").is_file():  # a finished fit from an earlier attempt is reused
+            _, metrics = fit_prototypes_run(parsed.model.init.path, spec.path, split=spec.train_split, out=fit_dir,
+                                            expert=parsed.model.init.expert, box_padding=spec.box_padding,
+                                            val_split=spec.val_split, val_max_images=parsed.train.val_max_images,
+                                            console=console)
+            if console is not None and metrics:
+                console.print("prototypes only: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         overrides += [f"model.init.path={fit_dir}", f"model.init.expert={_expert_of(fit_dir)}"]
     return finetune_transfer(recipe, out=run_dir, resume=resume, overrides=overrides)
 
