@@ -1,0 +1,35 @@
+"""The benchmark scripts' helpers: FLOPs include the fused CPU attention; HF weights map onto ours exactly."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import _bench_utils as bu  # noqa: E402
+
+
+def test_flop_count_includes_sdpa():
+    q = torch.randn(2, 3, 16, 8)
+    macs = 2 * 3 * 16 * 16 * 8  # one [16, 8] x [8, 16] product per (batch, head); attn @ v the same
+    assert bu.count_flops(lambda: F.scaled_dot_product_attention(q, q, q)) == 2 * (2 * macs)  # 2 FLOPs per MAC
+
+
+def test_time_call_reports_wall_and_cpu_spreads():
+    stats = bu.time_call(lambda: torch.randn(64, 64) @ torch.randn(64, 64), torch.device("cpu"), iters=2, repeats=3)
+    assert len(stats["values"]) == 3 and stats["min"] <= stats["median"] <= stats["max"]
+    assert len(stats["cpu"]["values"]) == 3 and stats["cpu"]["min"] >= 0
+
+
+def test_hf_model_and_ours_compute_the_same_heatmaps():
+    pytest.importorskip("transformers")
+    import bench_infer
+
+    ours, hf = bench_infer.build_models("vit_pico", experts=3, with_hf=True)
+    fns = bench_infer.forward_fns(ours, hf, 2, torch.device("cpu"))
+    with torch.no_grad():
+        expected = fns["hf"]()
+        torch.testing.assert_close(fns["ours"](), expected, atol=1e-4, rtol=1e-4)
+    assert expected.shape == (2, 17, 64, 48) and expected.std() > 0.01  # not a vacuous all-zero match
