@@ -255,6 +255,18 @@ def results_table(metrics: dict[str, dict], fit_metrics: dict, minutes: float) -
     return table
 
 
+def _check_settings(out: Path, settings: dict) -> None:
+    """Record the options a folder was started with; continuing it with other options would mix two runs."""
+    path = out / "settings.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != settings:
+            raise PosebhError(f"{out}: was started with {saved}, not {settings}; use the same options or another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings))
+
+
 def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float = 15.0, seed: int = 0, tiny: bool = False,
                    console: Console | None = None) -> dict:
     """Run the whole quickstart into `out`; returns the summary also written to out/quickstart.json."""
@@ -265,7 +277,8 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
     plan = TINY if tiny else FULL
     if out.exists() and not out.is_dir():
         raise PosebhError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
+    _check_settings(out, {"seed": seed, "tiny": tiny})
+    if any(out.iterdir()):
         console.print(f"[bold]{out} exists:[/] continuing in it (finished steps are skipped; delete it to start over)")
     started = time.perf_counter()
     budget = minutes_budget * 60

@@ -47,6 +47,11 @@ def test_bad_budget_and_out_are_one_line_errors(tmp_path):
     result = runner.invoke(app, ["quickstart", "--out", str(a_file), "--tiny"])
     assert result.exit_code == 2 and "not a folder" in result.output
     assert not (tmp_path / "q").exists()
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "settings.json").write_text('{"seed": 1, "tiny": true}')
+    result = runner.invoke(app, ["quickstart", "--out", str(started), "--tiny"])
+    assert result.exit_code == 2 and "was started with" in result.output
 
 
 def test_tiny_zoo_is_made_once_and_kept_on_a_rerun(tmp_path):
