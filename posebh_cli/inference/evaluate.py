@@ -93,7 +93,7 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
         prepared = open_prepared(prepared)
     was_training = model.training
     try:
-        predictor = Predictor(model, dataset=dataset_name, skeleton=None if dataset_name else prepared.skeleton,
+        predictor = Predictor(model, dataset=dataset_name, skeleton=prepared.skeleton,
                               device=device, batch_size=batch_size, flip=flip, source=source, recipe=recipe)
         if predictor.skeleton.keypoints != prepared.skeleton.keypoints:
             raise PosebhError(f"head '{predictor.target.name}' predicts skeleton '{predictor.skeleton.name}' but "

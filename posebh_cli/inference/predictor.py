@@ -24,7 +24,7 @@ from posebh_cli.data.dataset import normalise  # the same normalisation as train
 from posebh_cli.data.topdown import box_to_center_scale, flip_heatmaps, get_warp_matrix, input_to_image, warp_image
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.nms import rescore
-from posebh_cli.skeletons import Skeleton, load_skeleton
+from posebh_cli.skeletons import Skeleton, list_skeletons, load_skeleton
 
 BOX_PADDING = 1.25
 # ViTPose++ / PoseBH: UDP for COCO and MPII, MSRA for every other dataset.
@@ -39,6 +39,7 @@ class Target:
     skeleton: Skeleton
     dataset_idx: int          # expert / head index in model.datasets
     keypoint_offset: int = 0  # first global prototype index (prototypes only)
+    channels: list[int] | None = None  # head channels of `skeleton`'s keypoints, when picked by name
 
 
 def _bank_entries(model) -> list[tuple[str, Skeleton, int]]:
@@ -79,12 +80,41 @@ def _match(name: str | None, skeleton: Skeleton | str | None, entries: list[tupl
     return 0
 
 
+def select_by_keypoint_names(model, dataset: str | None, skeleton: Skeleton | str | None) -> Target | None:
+    """A head whose skeleton names every keypoint of the wanted skeleton, read through those channels.
+
+    This is how a union-skeleton head (method distill, e.g. coco_mpii21) predicts COCO or MPII: the wanted skeleton
+    is `skeleton`, else the built-in skeleton named `dataset`. The selected channels are in the wanted order, so
+    flip pairs, sigmas and the codec follow the wanted skeleton and dataset. None when no head covers it.
+    """
+    if skeleton is None and dataset in list_skeletons():
+        skeleton = dataset
+    if skeleton is None:
+        return None
+    wanted = skeleton if isinstance(skeleton, Skeleton) else load_skeleton(skeleton)
+    for i, head_skeleton in enumerate(model.skeletons):
+        position = {name: k for k, name in enumerate(head_skeleton.keypoints)}
+        if all(name in position for name in wanted.keypoints):
+            return Target(name=dataset or wanted.name, skeleton=wanted, dataset_idx=i,
+                          channels=[position[name] for name in wanted.keypoints])
+    return None
+
+
 def resolve_target(model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
                    source: str = "head") -> Target:
-    """Pick the head (or prototype-bank entry) that predicts the requested dataset or skeleton."""
+    """Pick the head (or prototype-bank entry) that predicts the requested dataset or skeleton.
+
+    With heads, a request no head matches by name or skeleton falls back to `select_by_keypoint_names`.
+    """
     heads = list(zip(model.datasets, model.skeletons))
     if source == "head":
-        i = _match(dataset, skeleton, heads)
+        try:
+            i = _match(dataset, skeleton, heads)
+        except PosebhError:
+            by_names = select_by_keypoint_names(model, dataset, skeleton)
+            if by_names is None:
+                raise
+            return by_names
         return Target(name=heads[i][0], skeleton=heads[i][1], dataset_idx=i)
     if source != "prototypes":
         raise PosebhError(f"source must be 'head' or 'prototypes', got '{source}'")
@@ -187,7 +217,8 @@ class Predictor:
         dataset_idx = torch.full((len(images),), self.target.dataset_idx, dtype=torch.long, device=images.device)
         if self.source == "head":
             out = self.model(images, dataset_idx, heads="own")
-            return out["heatmaps"][self.target.dataset_idx]
+            heatmaps = out["heatmaps"][self.target.dataset_idx]
+            return heatmaps if self.target.channels is None else heatmaps[:, self.target.channels]
         out = self.model(images, dataset_idx, heads="own", with_embedding=True)
         start = self.target.keypoint_offset
         return self.model.prototypes.heatmaps(out["embeddings"], slice(start, start + self.skeleton.num_keypoints))

@@ -102,3 +102,16 @@ def test_distill_recipes_load(name):
     assert len({(d.codec, d.sigma) for d in recipe.datasets}) == 1  # one union head, one codec
     for d in recipe.datasets:
         channel_map(load_skeleton(d.name), UNION)
+
+
+def test_a_union_head_predicts_dataset_skeletons_by_keypoint_name():
+    from posebh_cli.inference.predictor import resolve_target
+
+    student = PoseModel("vit_pico", ["coco_mpii21"], [UNION], img_size=(32, 32))
+    coco = resolve_target(student, "coco")
+    assert coco.skeleton.name == "coco" and coco.channels == list(range(17)) and coco.dataset_idx == 0
+    mpii = resolve_target(student, skeleton=load_skeleton("mpii"))
+    assert [UNION.keypoints[c] for c in mpii.channels] == list(load_skeleton("mpii").keypoints)
+    assert resolve_target(student, skeleton="coco_mpii21").channels is None  # the head itself
+    with pytest.raises(PosebhError, match="no dataset or skeleton 'ap10k'"):
+        resolve_target(student, "ap10k")

@@ -9,6 +9,7 @@ from posebh_cli.data.prepare import prepare_dataset
 from posebh_cli.data.synth import synth_zoo
 from posebh_cli.engine.trainer import train_mdt
 from posebh_cli.errors import PosebhError
+from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.methods.distill import score_extra_points
 from posebh_cli.models.checkpoint import load_model, save_checkpoint
 from posebh_cli.models.pose_model import PoseModel
@@ -56,6 +57,9 @@ def test_distill_trains_a_union_student_and_scores_its_extra_points(zoo):
     assert student.backbone.num_experts == 0
     metrics = score_extra_points(student, zoo / "prepared" / "coco", "val", device="cpu")
     assert 0.0 <= metrics["AP"] <= 1.0 and "AR" in metrics
+    # the union head is scored on each dataset's own skeleton through the channels of the same names
+    assert "AP" in evaluate_model(student, zoo / "prepared" / "coco", "val", "coco", device="cpu")
+    assert "PCKh" in evaluate_model(student, zoo / "prepared" / "mpii", "val", None, device="cpu")
 
 
 def test_distill_refuses_a_teacher_outside_the_union(zoo):
