@@ -36,5 +36,5 @@ def test_fitted_prototypes_beat_random_prototypes_on_zoo_hands(tmp_path):
     rows = model.prototypes.prototypes[model.num_global_keypoints:]
     rows.copy_(torch.nn.functional.normalize(torch.randn_like(rows), dim=-1))  # same model, random prototypes
     chance = evaluate_model(model, tmp_path / "interhand", "val", "interhand", source="prototypes", recipe=recipe)
-    assert fitted["PCK@0.2"] > chance["PCK@0.2"] + 0.1
-    assert fitted["EPE"] < chance["EPE"]
+    assert fitted["AUC"] > chance["AUC"] + 0.03, (fitted, chance)
+    assert fitted["PCK@0.2"] > chance["PCK@0.2"] and fitted["EPE"] < chance["EPE"], (fitted, chance)
