@@ -54,7 +54,8 @@ class ACAEConsistency:
         config = dict(config or {})
         for key in config:
             if key not in CONFIG_KEYS:
-                raise input_error("recipe", f"unknown key (known: {', '.join(CONFIG_KEYS)})", field=f"method_config.{key}")
+                raise input_error("recipe", f"unknown key (known: {', '.join(CONFIG_KEYS)})",
+                                  field=f"method_config.{key}")
         if not config.get("acae"):
             raise input_error("recipe", "required: the folder written by posebh fit-acae", field="method_config.acae")
         self.weight = _number(config, "weight", 1.0, low=0.0)

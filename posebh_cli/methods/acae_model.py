@@ -172,7 +172,9 @@ def fit_acae(poses: Tensor, layout: ChiralLayout, pairs: int, centre: int, lam: 
     for step in track(range(steps), description="fit ACAE", disable=not progress, transient=True):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps)
-        batch = poses if len(poses) <= batch_size else poses[torch.randint(len(poses), (batch_size,), generator=generator)]
+        batch = poses
+        if len(poses) > batch_size:
+            batch = poses[torch.randint(len(poses), (batch_size,), generator=generator)]
         encoder, decoder = acae.encoder(), acae.decoder()
         reconstruction = decoder @ (encoder @ batch)
         loss = (reconstruction - batch).abs().mean() + lam * (encoder.abs().mean() + decoder.abs().mean())
@@ -204,8 +206,8 @@ class ACAEFile:
         indices = []
         for i, head in enumerate(self.heads):
             if head["name"] not in model.datasets:
-                raise input_error(self.source, f"the ACAE was fitted on head '{head['name']}' but the model's heads are "
-                                  f"{', '.join(model.datasets)}", record=f"heads[{i}]", field="name")
+                raise input_error(self.source, f"the ACAE was fitted on head '{head['name']}' but the model's heads "
+                                  f"are {', '.join(model.datasets)}", record=f"heads[{i}]", field="name")
             d = model.datasets.index(head["name"])
             keypoints = list(model.skeletons[d].keypoints)
             if keypoints != list(head["keypoints"]):
@@ -294,7 +296,8 @@ class PseudoGT:
 
 
 @torch.no_grad()
-def head_coordinates(model, images: Tensor, head_indices: list[int], codecs: list, flip: bool = True) -> tuple[Tensor, Tensor]:
+def head_coordinates(model, images: Tensor, head_indices: list[int], codecs: list,
+                     flip: bool = True) -> tuple[Tensor, Tensor]:
     """Decoded coordinates [B, J, 2] (input pixels) and max-heatmap scores [B, J] of the listed heads.
 
     Each head runs with its own expert (one pass per head when the backbone has experts), with flip test.

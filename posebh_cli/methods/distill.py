@@ -211,8 +211,8 @@ class Distill:
         self.datasets = datasets
         core = accelerator.unwrap_model(model) if accelerator is not None else model
         if len(core.datasets) != 1:
-            raise input_error("recipe", f"method distill trains a one-head union model (Distill.build_model); this model "
-                              f"has heads {', '.join(core.datasets)}", field="method")
+            raise input_error("recipe", f"method distill trains a one-head union model (Distill.build_model); this "
+                              f"model has heads {', '.join(core.datasets)}", field="method")
         self.union = core.skeletons[0]
         self.maps = [channel_map(open_prepared(d.path).skeleton, self.union, self.config.mapping,
                                  who=f"dataset '{d.name}' ({d.path})") for d in datasets]

@@ -16,7 +16,8 @@ def test_coco_mpii_union_is_the_builtin_21_point_skeleton():
     assert maps[0] == list(range(17))
     for k, channel in enumerate(maps[1]):  # every MPII channel lands on the union point of the same name
         assert union.keypoints[channel] == MPII.keypoints[k]
-    assert union.sigmas[:17] == COCO.sigmas and union.sigmas[union.index("head_top")] == MPII.sigmas[MPII.index("head_top")]
+    assert union.sigmas[:17] == COCO.sigmas
+    assert union.sigmas[union.index("head_top")] == MPII.sigmas[MPII.index("head_top")]
     assert channel_map(MPII, builtin) == maps[1]
 
 
