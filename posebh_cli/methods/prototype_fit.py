@@ -136,7 +136,8 @@ def fit_prototypes(pixels: Pixels, num_keypoints: int, per_keypoint: int, config
             bank[k] = _kmeans(pixels.embeddings[pixels.labels == k], per_keypoint, 10 * config.epochs, config.seed)
     else:
         bank = _sinkhorn_fit(pixels, bank, present, config)
-    return FitResult(prototypes=bank, pixels_per_keypoint=counts, empty=[k for k in range(num_keypoints) if not counts[k]])
+    empty = [k for k in range(num_keypoints) if not counts[k]]
+    return FitResult(prototypes=bank, pixels_per_keypoint=counts, empty=empty)
 
 
 def _kmeans(points: Tensor, m: int, iters: int, seed: int) -> Tensor:
