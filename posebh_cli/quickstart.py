@@ -35,7 +35,8 @@ class Plan:
     image_size: tuple[int, int] = (192, 144)        # zoo images, (w, h)
     model_size: tuple[int, int] = (128, 96)         # model input, (h, w)
     batch_size: int = 32
-    min_epochs: int = 2
+    min_epochs: int = 2                             # one per recipe stage
+    min_steps: int = 20
     max_epochs: int = 40
     fit_epochs: int = 10
     calibration_steps: int = 4                      # 0: train exactly min_epochs, no timing
@@ -127,30 +128,44 @@ def steps_per_epoch(prepared: dict[str, Path], plan: Plan) -> int:
     return max(1, instances // plan.batch_size)
 
 
+def plan_training(per_step: float, steps_per_epoch: int, budget_s: float, plan: Plan) -> tuple[int, int | None]:
+    """(epochs, max_steps) that fit `budget_s`: whole epochs when at least `plan.min_epochs` fit, else
+    `plan.min_epochs` epochs stopped after the steps that fit (max_steps; None when not needed)."""
+    steps = max(plan.min_steps, int(budget_s // per_step))
+    epochs = max(plan.min_epochs, min(plan.max_epochs, steps // steps_per_epoch))
+    return epochs, (steps if steps < epochs * steps_per_epoch else None)
+
+
 def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, budget_s: float,
                 console: Console) -> Path:
-    """Train (or resume, or keep) the PoseBH run in out/runs/posebh with as many epochs as the budget allows."""
+    """Train (or resume, or keep) the PoseBH run in out/runs/posebh with as many steps as the budget allows."""
     from posebh_cli.engine.state import find_state
     from posebh_cli.engine.trainer import train_mdt
 
     run_dir = out / "runs" / "posebh"
     recipe_file = out / "runs" / "posebh.recipe.yaml"
+    limit_file = out / "runs" / "posebh.max_steps.json"
     if (run_dir / "model.safetensors").is_file():
         console.print(f"training: done already ({run_dir})")
         return run_dir
-    if find_state(run_dir / "state") is not None and recipe_file.is_file():
+    if find_state(run_dir / "state") is not None and recipe_file.is_file() and limit_file.is_file():
         console.print(f"training: resuming {run_dir}")
-        return train_mdt(recipe_file, run_dir, resume=True)
+        return train_mdt(recipe_file, run_dir, resume=True, max_steps=json.loads(limit_file.read_text()))
     shutil.rmtree(run_dir, ignore_errors=True)   # logs of a run killed before its first checkpoint
-    epochs = plan.min_epochs
+    epochs, max_steps = plan.min_epochs, None
     if plan.calibration_steps:
         per_step = seconds_per_step(out, prepared, plan, seed)
-        per_epoch = per_step * steps_per_epoch(prepared, plan)
-        epochs = max(plan.min_epochs, min(plan.max_epochs, int(budget_s // per_epoch)))
-        console.print(f"training: {per_step:.2f} s/step, {per_epoch:.0f} s/epoch -> {epochs} epochs "
+        per_epoch = steps_per_epoch(prepared, plan)
+        epochs, max_steps = plan_training(per_step, per_epoch, budget_s, plan)
+        console.print(f"training: {per_step:.2f} s/step, {per_epoch} steps/epoch -> {epochs} epochs "
                       f"for a {budget_s / 60:.1f}-minute training budget")
+        if max_steps is not None:
+            console.print(f"[yellow]note:[/] this machine fits only {max_steps} of the {epochs * per_epoch} steps "
+                          f"of {epochs} epochs in the budget; training stops there (the last stage, with "
+                          f"cross-type self-supervision, is cut short). A larger --minutes-budget trains it fully.")
     recipe = _write_recipe(recipe_file, quickstart_recipe(prepared, plan, seed, epochs))
-    return train_mdt(recipe, run_dir)
+    limit_file.write_text(json.dumps(max_steps))
+    return train_mdt(recipe, run_dir, max_steps=max_steps)
 
 
 def fit_new_skeleton(out: Path, run_dir: Path, prepared: Path, plan: Plan, console: Console) -> tuple[Path, dict]:
@@ -308,4 +323,4 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
     return summary
 
 
-__all__ = ["run_quickstart", "scale_stages", "quickstart_recipe", "Plan", "FULL", "TINY"]
+__all__ = ["run_quickstart", "scale_stages", "quickstart_recipe", "plan_training", "Plan", "FULL", "TINY"]

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from posebh_cli.cli import app
 from posebh_cli.engine.recipe import recipe_from_dict
 from posebh_cli.errors import PosebhError
-from posebh_cli.quickstart import FULL, MDT_DATASETS, TINY, make_zoo, quickstart_recipe, run_quickstart, scale_stages
+from posebh_cli.quickstart import (FULL, MDT_DATASETS, TINY, make_zoo, plan_training, quickstart_recipe, run_quickstart,
+                                  scale_stages)
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
 
@@ -24,6 +25,14 @@ def test_scale_stages_keeps_proportions_and_tiles_the_epochs():
     assert [s["epochs"] for s in scale_stages(three, 13, 3)] == [[0, 1], [1, 2], [2, 3]]
     with pytest.raises(PosebhError, match="at least 2 epochs"):
         scale_stages(STAGES, 12, 1)
+
+
+def test_training_plan_fits_the_budget():
+    # 1 s/step, 100 steps/epoch: 15 minutes hold 9 epochs; 3 minutes hold fewer than the 2 the stages need
+    assert plan_training(1.0, 100, 900, FULL) == (9, None)
+    assert plan_training(1.0, 100, 180, FULL) == (2, 180)
+    assert plan_training(1.0, 100, 1, FULL) == (2, FULL.min_steps)
+    assert plan_training(0.01, 100, 3600, FULL) == (FULL.max_epochs, None)
 
 
 @pytest.mark.parametrize("plan", [FULL, TINY])
