@@ -4,8 +4,8 @@
               ─▶ evaluate every dataset ─▶ predict on real photos (scikit-image's astronaut and cat) ─▶ table
 
 Every step writes under --out and is skipped when its output is already there, so an interrupted quickstart
-picks up where it stopped (training resumes from its last epoch checkpoint). The number of training epochs is
-fitted to --minutes-budget from a few timed steps.
+picks up where it stopped (training resumes from its last epoch checkpoint). The number of training epochs (on a
+slow machine: of steps) is fitted to --minutes-budget from a few timed steps.
 """
 from __future__ import annotations
 
