@@ -29,7 +29,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     parser.add_argument("--dtype", default="fp32", choices=list(DTYPES),
                         help="compute dtype (bf16 via autocast; on this CPU bf16 is 7-50x slower than fp32)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); use 1 on a CPU shared with other jobs, "
+                             "where spinning OpenMP threads make 2 threads many times slower than 1")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the spread is reported")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
 
@@ -131,10 +133,11 @@ def measure_peak_flops(device: torch.device, dtype: str = "fp32", size: int | No
 
     On the CPU it is FLOPs per CPU-second (per busy core), the unit `rate_for_mfu` gives model rates in.
     """
-    size = size or (8192 if device.type == "cuda" else 2048)
+    # bf16 on an AVX2 CPU runs at a few GFLOP/s: a smaller product keeps the measurement to seconds.
+    size = size or (8192 if device.type == "cuda" else 2048 if dtype == "fp32" else 1024)
     a = torch.randn(size, size, device=device, dtype=DTYPES[dtype])
     b = torch.randn(size, size, device=device, dtype=DTYPES[dtype])
-    iters = 20 if device.type == "cuda" else 3
+    iters = 20 if device.type == "cuda" else 2
     stats = time_call(lambda: a @ b, device, iters=iters, repeats=repeats)
     return 2 * size ** 3 / (stats["cpu"] if device.type == "cpu" else stats)["min"]
 

@@ -1,8 +1,8 @@
 """Inference speed: our ViTPose(++) model against HF transformers' VitPoseForPoseEstimation, the device's FLOP
 limit, and the whole `posebh predict` command.
 
-    python scripts/bench_infer.py --batches 1,32 --iters 2            # CPU: ViT-B, eager, vs HF, + predict
-    python scripts/bench_infer.py --compile --batches 1,32            # also torch.compile'd variants
+    python scripts/bench_infer.py --threads 1 --batches 1,32 --iters 1   # CPU: ViT-B, eager, vs HF, + predict
+    python scripts/bench_infer.py --threads 1 --compile --batches 1,32   # also torch.compile'd variants
     python scripts/bench_infer.py --device cuda --dtype bf16 --archs small,base,large,huge --batches 1,32,256 --compile
 
 1. Model only: crops/s and latency at 256x192 of our PoseModel (ViTPose++: one expert and head per dataset, six

@@ -1,6 +1,6 @@
 """Training-step speed and peak memory: the multi-head baseline against PoseBH without and with CSS.
 
-    python scripts/bench_train.py                                    # CPU: ViT-B, batch 8, 3 timed steps
+    python scripts/bench_train.py --threads 1                        # CPU: ViT-B, batch 8, 3 timed steps
     python scripts/bench_train.py --device cuda --dtype bf16 --batch 64 --iters 20
 
 One step is what the engine does (engine/trainer.py): the method's losses, their sum, backward, gradient
