@@ -25,6 +25,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _one_line(exc: PosebhError) -> str:
+    """The error's own message; an error re-raised from a DataLoader worker carries the worker's traceback."""
+    message = str(exc).strip()
+    if "Original Traceback" in message:
+        message = message.splitlines()[-1].split("PosebhError: ", 1)[-1]
+    return message
+
+
 def _user_errors(fn):
     """Run a command; a PosebhError becomes one line on stderr and exit status 2."""
 
@@ -33,10 +41,25 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except PosebhError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=PosebhError.exit_code) from None
 
     return wrapper
+
+
+# ---------------------------------------------------------------- quickstart
+@app.command("quickstart")
+@_user_errors
+def quickstart(
+    out: Path = typer.Option(Path("posebh-quickstart"), "--out", help="Working folder; re-running continues in it."),
+    minutes_budget: float = typer.Option(15.0, "--minutes-budget", help="Time budget; training epochs fit in it."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the zoo and of training."),
+    tiny: bool = typer.Option(False, "--tiny", help="A few images and epochs: checks the whole flow in about a minute."),
+) -> None:
+    """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
+    from posebh_cli.quickstart import run_quickstart
+
+    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=console)
 
 
 # ---------------------------------------------------------------- skeletons
@@ -75,40 +98,28 @@ def skeletons_show(name: str = typer.Argument(..., help="Built-in skeleton name 
         console.print(sk.notes)
 
 
-# ---------------------------------------------------------------- predict
-@app.command("predict")
+# ---------------------------------------------------------------- synth
+@app.command("synth")
 @_user_errors
-def predict(
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images or a video."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder, .safetensors or official .pth."),
-    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Use the head with this skeleton."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Use this dataset's head (and expert)."),
-    boxes: Optional[Path] = typer.Option(None, "--boxes", help="COCO detection file (matched by file name or id)."),
-    whole_image: bool = typer.Option(False, "--whole-image", help="One box per image/frame (default without --boxes)."),
-    out: Path = typer.Option(Path("predictions"), "--out", help="Output folder for JSON and overlays."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per forward pass."),
-    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)."),
-    prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Predict from the prototype heatmaps of "
-                                             "this dataset/skeleton in the prototype bank."),
-    kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Keypoints under this score are not drawn."),
-    bbox_thr: float = typer.Option(0.0, "--bbox-thr", help="Ignore detection boxes under this score "
-                                   "(--detector: 0 means 0.3)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
-    detector: Optional[Path] = typer.Option(None, "--detector", help="YOLO-style ONNX detector for the boxes."),
-    det_class: list[int] = typer.Option([0], "--det-class", help="Detector class id to keep (repeatable; 0 = "
-                                        "person in COCO-trained detectors)."),
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder to write the datasets into (one sub-folder per dataset)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and options give byte-identical files."),
+    scale: float = typer.Option(1.0, "--scale", help="Multiply the default dataset sizes."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Training images per dataset, e.g. coco=2000,aic=3000."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated subset, e.g. coco,mpii (default all)."),
+    image_size: str = typer.Option("256x192", "--image-size", help="WIDTHxHEIGHT of the images."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that render images (default up to 2)."),
 ) -> None:
-    """Predict keypoints on images, folders or videos: one JSON per input plus overlays."""
-    from posebh_cli.inference.run import run_predict
+    """Generate the synthetic skeleton zoo: every dataset in its native format, plus hidden all-skeleton ground truth."""
+    from posebh_cli.data.synth import synth_command
 
-    summary = run_predict(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
-                          whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
-                          kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device, detector=detector,
-                          detector_classes=tuple(det_class),
-                          warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True))
-    console.print(f"{summary.inputs} input(s), {summary.instances} instance(s), {summary.skipped} skipped")
-    console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)
-    console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)
+    summary = synth_command(str(out), seed, scale, sizes, datasets, image_size, workers)
+    table = Table(title=f"synthetic zoo in {out}")
+    for column in ("dataset", "images per split"):
+        table.add_column(column)
+    for name, splits in summary.items():
+        table.add_row(name, ", ".join(f"{split} {count}" for split, count in splits.items()))
+    console.print(table)
 
 
 # ---------------------------------------------------------------- prepare-data
@@ -134,94 +145,6 @@ def prepare_data(
     console.print(summary_table(summary))
     for note in summary["notes"]:
         console.print(note, highlight=False)
-
-
-# ---------------------------------------------------------------- evaluate
-@app.command("evaluate")
-@_user_errors
-def evaluate(
-    results: Optional[Path] = typer.Option(None, "--results", help="COCO results JSON to score (no model)."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO keypoint GT JSON for --results."),
-    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Skeleton name or YAML for --results."),
-    protocol: Optional[str] = typer.Option(None, "--protocol",
-                                           help="coco | coco_noarea | wholebody | pckh | interhand (default: by skeleton)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model run dir or checkpoint to evaluate."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder for --checkpoint."),
-    split: str = typer.Option("val", "--split", help="Split of the prepared dataset."),
-    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Detections JSON (default: GT boxes)."),
-    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Model head to use (default: by dataset name)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: best available)."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write the metrics as a flat JSON object."),
-) -> None:
-    """Score a results file against annotations, or run a checkpoint on a prepared split."""
-    from posebh_cli.evaluation.command import metrics_table, run_evaluate
-
-    metrics = run_evaluate(results=results, annotations=annotations, skeleton=skeleton, protocol=protocol,
-                           checkpoint=checkpoint, data=data, split=split, boxes=boxes, flip=flip, dataset=dataset,
-                           batch_size=batch_size, device=device, output=output)
-    console.print(metrics_table(metrics, title=str(results or checkpoint)))
-    if output is not None:
-        console.print(f"wrote {output}")
-
-
-# ---------------------------------------------------------------- synth
-@app.command("synth")
-@_user_errors
-def synth(
-    out: Path = typer.Option(..., "--out", help="Folder to write the datasets into (one sub-folder per dataset)."),
-    seed: int = typer.Option(0, "--seed", help="Same seed and options give byte-identical files."),
-    scale: float = typer.Option(1.0, "--scale", help="Multiply the default dataset sizes."),
-    sizes: Optional[str] = typer.Option(None, "--sizes", help="Training images per dataset, e.g. coco=2000,aic=3000."),
-    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated subset, e.g. coco,mpii (default all)."),
-    image_size: str = typer.Option("256x192", "--image-size", help="WIDTHxHEIGHT of the images."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that render images (default up to 2)."),
-) -> None:
-    """Generate the synthetic skeleton zoo: every dataset in its native format, plus hidden all-skeleton ground truth."""
-    from posebh_cli.data.synth import synth_command
-
-    summary = synth_command(str(out), seed, scale, sizes, datasets, image_size, workers)
-    table = Table(title=f"synthetic zoo in {out}")
-    for column in ("dataset", "images per split"):
-        table.add_column(column)
-    for name, splits in summary.items():
-        table.add_row(name, ", ".join(f"{split} {count}" for split, count in splits.items()))
-    console.print(table)
-
-
-# ---------------------------------------------------------------- convert-checkpoint, export
-@app.command("convert-checkpoint")
-@_user_errors
-def convert_checkpoint(
-    src: Path = typer.Argument(..., help="Official ViTPose/ViTPose++/PoseBH .pth, or our folder / .safetensors."),
-    out: Path = typer.Argument(..., help="Output folder (model.safetensors + model.json) or a .safetensors file."),
-    split: Optional[str] = typer.Option(None, "--split", help="Write this dataset's plain model (expert merged)."),
-) -> None:
-    """Convert a checkpoint to posebh's format, optionally splitting out one dataset's plain ViT model."""
-    from posebh_cli.models.checkpoint import convert_checkpoint as run_convert
-
-    with console.status(f"converting {src}"):
-        model = run_convert(src, out, split=split)
-    console.print(f"wrote {out}: {model.config.arch}, datasets {', '.join(model.datasets)}, "
-                  f"{model.backbone.num_experts} experts, embedding {'yes' if model.with_embedding else 'no'}")
-
-
-@app.command("export")
-@_user_errors
-def export(
-    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Checkpoint folder, .safetensors or official .pth."),
-    dataset: str = typer.Option(..., "--dataset", help="Export this dataset's head (and expert, merged)."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
-    out: Path = typer.Option(..., "--out", help="Output file."),
-) -> None:
-    """Export one dataset's heatmap model to ONNX or TorchScript and check parity against PyTorch."""
-    from posebh_cli.models.export import export_model
-
-    with console.status(f"exporting {dataset} to {fmt}"):
-        result = export_model(checkpoint, dataset, fmt, out)
-    console.print(f"wrote {result.path} ({result.num_keypoints} keypoints); "
-                  f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}")
 
 
 # ---------------------------------------------------------------- train-mdt
@@ -347,19 +270,104 @@ def fit_acae(
     console.print(table)
 
 
-# ---------------------------------------------------------------- quickstart
-@app.command("quickstart")
+# ---------------------------------------------------------------- evaluate
+@app.command("evaluate")
 @_user_errors
-def quickstart(
-    out: Path = typer.Option(Path("posebh-quickstart"), "--out", help="Working folder; re-running continues in it."),
-    minutes_budget: float = typer.Option(15.0, "--minutes-budget", help="Time budget; training epochs fit in it."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the zoo and of training."),
-    tiny: bool = typer.Option(False, "--tiny", help="A few images and epochs: checks the whole flow in about a minute."),
+def evaluate(
+    results: Optional[Path] = typer.Option(None, "--results", help="COCO results JSON to score (no model)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO keypoint GT JSON for --results."),
+    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Skeleton name or YAML for --results."),
+    protocol: Optional[str] = typer.Option(None, "--protocol",
+                                           help="coco | coco_noarea | wholebody | pckh | interhand (default: by skeleton)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model run dir or checkpoint to evaluate."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder for --checkpoint."),
+    split: str = typer.Option("val", "--split", help="Split of the prepared dataset."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Detections JSON (default: GT boxes)."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Model head to use (default: by dataset name)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: best available)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the metrics as a flat JSON object."),
 ) -> None:
-    """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
-    from posebh_cli.quickstart import run_quickstart
+    """Score a results file against annotations, or run a checkpoint on a prepared split."""
+    from posebh_cli.evaluation.command import metrics_table, run_evaluate
 
-    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=console)
+    metrics = run_evaluate(results=results, annotations=annotations, skeleton=skeleton, protocol=protocol,
+                           checkpoint=checkpoint, data=data, split=split, boxes=boxes, flip=flip, dataset=dataset,
+                           batch_size=batch_size, device=device, output=output)
+    console.print(metrics_table(metrics, title=str(results or checkpoint)))
+    if output is not None:
+        console.print(f"wrote {output}")
+
+
+# ---------------------------------------------------------------- predict
+@app.command("predict")
+@_user_errors
+def predict(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images or a video."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder, .safetensors or official .pth."),
+    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Use the head with this skeleton."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Use this dataset's head (and expert)."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="COCO detection file (matched by file name or id)."),
+    whole_image: bool = typer.Option(False, "--whole-image", help="One box per image/frame (default without --boxes)."),
+    out: Path = typer.Option(Path("predictions"), "--out", help="Output folder for JSON and overlays."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per forward pass."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)."),
+    prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Predict from the prototype heatmaps of "
+                                             "this dataset/skeleton in the prototype bank."),
+    kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Keypoints under this score are not drawn."),
+    bbox_thr: float = typer.Option(0.0, "--bbox-thr", help="Ignore detection boxes under this score "
+                                   "(--detector: 0 means 0.3)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
+    detector: Optional[Path] = typer.Option(None, "--detector", help="YOLO-style ONNX detector for the boxes."),
+    det_class: list[int] = typer.Option([0], "--det-class", help="Detector class id to keep (repeatable; 0 = "
+                                        "person in COCO-trained detectors)."),
+) -> None:
+    """Predict keypoints on images, folders or videos: one JSON per input plus overlays."""
+    from posebh_cli.inference.run import run_predict
+
+    summary = run_predict(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
+                          whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
+                          kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device, detector=detector,
+                          detector_classes=tuple(det_class),
+                          warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True))
+    console.print(f"{summary.inputs} input(s), {summary.instances} instance(s), {summary.skipped} skipped")
+    console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)
+    console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)
+
+
+# ---------------------------------------------------------------- convert-checkpoint, export
+@app.command("convert-checkpoint")
+@_user_errors
+def convert_checkpoint(
+    src: Path = typer.Argument(..., help="Official ViTPose/ViTPose++/PoseBH .pth, or our folder / .safetensors."),
+    out: Path = typer.Argument(..., help="Output folder (model.safetensors + model.json) or a .safetensors file."),
+    split: Optional[str] = typer.Option(None, "--split", help="Write this dataset's plain model (expert merged)."),
+) -> None:
+    """Convert a checkpoint to posebh's format, optionally splitting out one dataset's plain ViT model."""
+    from posebh_cli.models.checkpoint import convert_checkpoint as run_convert
+
+    with console.status(f"converting {src}"):
+        model = run_convert(src, out, split=split)
+    console.print(f"wrote {out}: {model.config.arch}, datasets {', '.join(model.datasets)}, "
+                  f"{model.backbone.num_experts} experts, embedding {'yes' if model.with_embedding else 'no'}")
+
+
+@app.command("export")
+@_user_errors
+def export(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Checkpoint folder, .safetensors or official .pth."),
+    dataset: str = typer.Option(..., "--dataset", help="Export this dataset's head (and expert, merged)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    out: Path = typer.Option(..., "--out", help="Output file."),
+) -> None:
+    """Export one dataset's heatmap model to ONNX or TorchScript and check parity against PyTorch."""
+    from posebh_cli.models.export import export_model
+
+    with console.status(f"exporting {dataset} to {fmt}"):
+        result = export_model(checkpoint, dataset, fmt, out)
+    console.print(f"wrote {result.path} ({result.num_keypoints} keypoints); "
+                  f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}")
 
 
 def main() -> None:
