@@ -6,7 +6,6 @@ line on stderr and exit status 2 (no traceback for user mistakes).
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Optional
 

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import read_yaml
 from posebh_cli.skeletons import Skeleton, list_skeletons, load_skeleton
 
 META_FILE = "meta.yaml"
@@ -111,10 +112,7 @@ def _read_meta(root: Path) -> dict:
     meta_path = root / META_FILE
     if not meta_path.is_file():
         raise input_error(root, f"not a prepared dataset (no {META_FILE})")
-    try:
-        meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise input_error(meta_path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
+    meta = read_yaml(meta_path)
     if not isinstance(meta, dict):
         raise input_error(meta_path, "expected a mapping")
     for key in REQUIRED_KEYS:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import read_yaml
 
 METHOD_NAMES = ("multihead", "posebh", "acae", "distill")
 INIT_KINDS = ("none", "vitpose_plus", "posebh", "mae", "ours", "transfer")
@@ -124,12 +125,7 @@ class Recipe:
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
     """Read, override (`key.sub=value`, `datasets.0.path=...`) and validate a recipe YAML file."""
     path = Path(path)
-    if not path.is_file():
-        raise input_error(path, "recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise input_error(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "recipe file")
     raw = apply_overrides(raw, overrides or [], path)
     return recipe_from_dict(raw, path, check_paths=check_paths)
 

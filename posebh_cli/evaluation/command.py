@@ -12,23 +12,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.errors import PosebhError
+from posebh_cli.files import read_json as load_json
 from posebh_cli.evaluation import evaluate_predictions, protocol_for
 from posebh_cli.skeletons import load_skeleton
-
-
-def load_json(path: str | Path):
-    """Parsed JSON of `path`; a missing file or bad JSON is a one-line user error."""
-    path = Path(path)
-    if not path.is_file():
-        raise input_error(path, "file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise input_error(path, f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise input_error(path, "not a UTF-8 text file") from None
 
 
 def evaluate_results_file(results: str | Path, annotations: str | Path, skeleton: str,

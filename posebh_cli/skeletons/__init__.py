@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import read_yaml
 
 SKELETON_DIR = Path(__file__).parent
 BODY_PLANS = ("human", "quadruped", "hand")
@@ -189,14 +189,7 @@ def list_skeletons() -> list[str]:
 
 
 def load_skeleton_file(path: str | Path) -> Skeleton:
-    path = Path(path)
-    if not path.is_file():
-        raise input_error(path, "skeleton file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise input_error(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
-    return skeleton_from_dict(data, path)
+    return skeleton_from_dict(read_yaml(path, "skeleton file"), path)
 
 
 @lru_cache(maxsize=None)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import read_yaml
 from posebh_cli.skeletons import Skeleton, skeleton_from_dict
 
 Mapping = dict[str, dict[str, str]]  # source skeleton name -> {its keypoint: union keypoint}
@@ -25,14 +25,7 @@ Mapping = dict[str, dict[str, str]]  # source skeleton name -> {its keypoint: un
 
 def load_mapping(path: str | Path) -> Mapping:
     """Read and validate a mapping YAML file (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise input_error(path, "mapping file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise input_error(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
-    return check_mapping(raw or {}, path)
+    return check_mapping(read_yaml(path, "mapping file") or {}, path)
 
 
 def check_mapping(raw: object, source: str | Path = "<mapping>") -> Mapping:

@@ -6,7 +6,6 @@ arrays of the right length, finite numbers, boxes with positive size, listed ima
 """
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posebh_cli.errors import input_error
+from posebh_cli.files import read_json
 from posebh_cli.skeletons import Skeleton
 
 
@@ -49,13 +49,7 @@ def progress(items: Iterable, desc: str, total: int | None = None) -> Iterable:
 
 def load_json(path: Path):
     """Parse a JSON file; a missing file or broken JSON becomes a one-line PosebhError."""
-    if not path.is_file():
-        raise input_error(path, "file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise input_error(path, f"invalid JSON ({exc})") from None
+    return read_json(path)
 
 
 def require(record: dict, key: str, path: Path, where: str):
