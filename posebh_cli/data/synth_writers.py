@@ -92,6 +92,12 @@ def _box(box) -> list[float]:
     return [_r(v) for v in box]
 
 
+def _annotated_box(fig: dict) -> list[float] | None:
+    """The figure's box as written, or None when nothing of it is visible (real annotators would not box it)."""
+    box = _box(fig["bbox"])
+    return box if fig["area"] > 0 and box[2] > 0 and box[3] > 0 else None
+
+
 def _points_box(kps: np.ndarray) -> list[float]:
     """Tight box [x, y, w, h] around the labelled points; zeros when there are none."""
     pts = kps[kps[:, 2] > 0, :2]
@@ -113,10 +119,11 @@ def coco_images_and_annotations(spec: DatasetSpec, split: str, records: list[dic
             image.update(extra_image(rec))
         images.append(image)
         for k, fig in enumerate(rec["figures"]):
-            if fig["area"] == 0 or fig["bbox"][2] <= 0 or fig["bbox"][3] <= 0:
-                continue   # nothing of it is visible: real annotators would not have boxed it
+            box = _annotated_box(fig)
+            if box is None:
+                continue
             flat, num = coco_keypoints(fig["keypoints"][spec.skeleton])
-            ann = {"id": iid * 10 + k, "image_id": iid, "category_id": 1, "bbox": _box(fig["bbox"]),
+            ann = {"id": iid * 10 + k, "image_id": iid, "category_id": 1, "bbox": box,
                    "keypoints": flat, "num_keypoints": num}
             if coco_fields:
                 ann.update({"area": float(fig["area"]), "iscrowd": 0, "segmentation": []})
@@ -351,9 +358,12 @@ def write_3dpw(root: Path, spec: DatasetSpec, records: dict[str, list[dict]], se
                            "height": rec["height"],
                            "cam_param": {"focal": [_r(v) for v in camera.focal], "princpt": [_r(v) for v in camera.princpt]}})
             for k, fig in enumerate(rec["figures"]):
+                box = _annotated_box(fig)
+                if box is None:
+                    continue
                 cam = fig["camera_xyz"]
                 uv = fig["keypoints"][spec.skeleton][:, :2]
-                anns.append({"id": iid * 10 + k, "image_id": iid, "bbox": _box(fig["bbox"]),
+                anns.append({"id": iid * 10 + k, "image_id": iid, "bbox": box,
                              "smpl_joint_img": [[_r(u), _r(v), _r(z)] for (u, v), z in zip(uv, cam[:, 2])],
                              "smpl_joint_cam": [[_r(c) for c in p] for p in cam]})
         dump_json(root / "annotations" / f"3DPW_{split}.json", {"images": images, "annotations": anns})

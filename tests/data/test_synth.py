@@ -301,3 +301,11 @@ def test_prepare_data_reads_every_synthetic_dataset(zoo, tmp_path):
                            and np.allclose(instance.keypoints[labelled, :2],
                                            np.array(f["keypoints"][spec.skeleton])[labelled, :2], atol=0.05)
                            for f in truth[key]), (name, key)
+
+
+def test_figures_whose_written_box_is_empty_get_no_annotation():
+    from posebh_cli.data.synth_writers import _annotated_box
+
+    assert _annotated_box({"bbox": [10.0, 5.0, 20.0, 30.0], "area": 600.0}) == [10.0, 5.0, 20.0, 30.0]
+    assert _annotated_box({"bbox": [191.996, 5.0, 0.004, 30.0], "area": 0.1}) is None  # rounds to zero width
+    assert _annotated_box({"bbox": [10.0, 5.0, 20.0, 30.0], "area": 0.0}) is None
