@@ -53,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ------------------------------------------------------------------ models
 def build_models(arch: str, experts: int, with_hf: bool):
     """(ours, hf or None) with identical weights: HF is built with random weights that are copied onto ours."""
+    from posebh_cli.models.official import hf_vitpose_to_ours
     from posebh_cli.models.pose_model import PoseModel
     from posebh_cli.models.vit import ARCHS
     from posebh_cli.skeletons import load_skeleton
@@ -78,39 +79,10 @@ def build_models(arch: str, experts: int, with_hf: bool):
                 t.normal_(0, 0.05)
                 if name.endswith("running_var"):
                     t.abs_().add_(0.5)
-    missing, unexpected = ours.load_state_dict(hf_to_ours(hf.state_dict(), size.depth), strict=False)
+    missing, unexpected = ours.load_state_dict(hf_vitpose_to_ours(hf.state_dict(), size.depth), strict=False)
     if unexpected or any(k.startswith(("backbone.", "heads.0.")) for k in missing):
         raise RuntimeError(f"HF -> ours mapping incomplete: missing {missing[:4]}, unexpected {unexpected[:4]}")
     return ours, hf
-
-
-def hf_to_ours(hf: dict, depth: int) -> dict:
-    """HF VitPose names -> ours (q, k, v stacked into qkv); HF's one head becomes our head 0."""
-    out = {"backbone.pos_embed": hf["backbone.embeddings.position_embeddings"],
-           "backbone.patch_embed.proj.weight": hf["backbone.embeddings.patch_embeddings.projection.weight"],
-           "backbone.patch_embed.proj.bias": hf["backbone.embeddings.patch_embeddings.projection.bias"],
-           "backbone.last_norm.weight": hf["backbone.layernorm.weight"],
-           "backbone.last_norm.bias": hf["backbone.layernorm.bias"]}
-    for i in range(depth):
-        src, dst = f"backbone.encoder.layer.{i}", f"backbone.blocks.{i}"
-        for p in ("weight", "bias"):
-            out[f"{dst}.attn.qkv.{p}"] = torch.cat(
-                [hf[f"{src}.attention.attention.{n}.{p}"] for n in ("query", "key", "value")])
-            out[f"{dst}.attn.proj.{p}"] = hf[f"{src}.attention.output.dense.{p}"]
-            out[f"{dst}.norm1.{p}"] = hf[f"{src}.layernorm_before.{p}"]
-            out[f"{dst}.norm2.{p}"] = hf[f"{src}.layernorm_after.{p}"]
-            out[f"{dst}.mlp.fc1.{p}"] = hf[f"{src}.mlp.fc1.{p}"]
-            out[f"{dst}.mlp.fc2.{p}"] = hf[f"{src}.mlp.fc2.{p}"]
-    for key, value in hf.items():
-        if ".mlp.experts." in key:
-            out[key.replace("backbone.encoder.layer.", "backbone.blocks.")] = value
-    head = {"deconv1": "deconv_layers.0", "batchnorm1": "deconv_layers.1", "deconv2": "deconv_layers.3",
-            "batchnorm2": "deconv_layers.4", "conv": "final_layer"}
-    for key, value in hf.items():
-        if key.startswith("head."):
-            module, param = key[len("head."):].split(".", 1)
-            out[f"heads.0.{head[module]}.{param}"] = value
-    return out
 
 
 def forward_fns(ours, hf, batch: int, device: torch.device):

@@ -187,3 +187,31 @@ def _dataset_names(head_sizes: list[int], source) -> list[str]:
         return [SINGLE_HEAD_DATASETS[head_sizes[0]]]
     raise input_error(source, f"cannot name the datasets of heads with {head_sizes} keypoints; "
                               "pass the dataset names explicitly")
+
+
+def hf_vitpose_to_ours(hf_state: dict, depth: int, head: int = 0) -> dict:
+    """HF transformers `VitPoseForPoseEstimation` weights renamed to ours (q, k, v stacked into qkv; the expert
+    FFN keeps its layout); HF's single head becomes our head `head`."""
+    out = {"backbone.pos_embed": hf_state["backbone.embeddings.position_embeddings"],
+           "backbone.patch_embed.proj.weight": hf_state["backbone.embeddings.patch_embeddings.projection.weight"],
+           "backbone.patch_embed.proj.bias": hf_state["backbone.embeddings.patch_embeddings.projection.bias"],
+           "backbone.last_norm.weight": hf_state["backbone.layernorm.weight"],
+           "backbone.last_norm.bias": hf_state["backbone.layernorm.bias"]}
+    for i in range(depth):
+        src, dst = f"backbone.encoder.layer.{i}", f"backbone.blocks.{i}"
+        att = f"{src}.attention.attention"
+        for p in ("weight", "bias"):
+            out[f"{dst}.attn.qkv.{p}"] = torch.cat([hf_state[f"{att}.{n}.{p}"] for n in ("query", "key", "value")])
+            out[f"{dst}.attn.proj.{p}"] = hf_state[f"{src}.attention.output.dense.{p}"]
+            out[f"{dst}.norm1.{p}"] = hf_state[f"{src}.layernorm_before.{p}"]
+            out[f"{dst}.norm2.{p}"] = hf_state[f"{src}.layernorm_after.{p}"]
+    for key, value in hf_state.items():
+        if ".mlp." in key:
+            out[key.replace("backbone.encoder.layer.", "backbone.blocks.")] = value
+    names = {"deconv1": "deconv_layers.0", "batchnorm1": "deconv_layers.1", "deconv2": "deconv_layers.3",
+             "batchnorm2": "deconv_layers.4", "conv": "final_layer"}
+    for key, value in hf_state.items():
+        if key.startswith("head."):
+            module, param = key[len("head."):].split(".", 1)
+            out[f"heads.{head}.{names[module]}.{param}"] = value
+    return out
