@@ -39,7 +39,7 @@ class ModelSpec:
     drop_path: float = 0.0
     embed_dim: int = 64
     prototypes_per_keypoint: int = 3
-    head_channels: int = 256  # deconv width of heads and embedding net (ViTPose: 256)
+    head_channels: int | None = None  # deconv width of heads and embedding net; None: 256, or the transfer source's
     init: InitSpec = field(default_factory=InitSpec)
 
 
@@ -199,7 +199,7 @@ def _model(r: _Reader, raw: Any) -> ModelSpec:
         drop_path=r.number(m, "drop_path", "model", 0.0, low=0.0, high=1.0, high_open=True),
         embed_dim=r.integer(m, "embed_dim", "model", 64, low=1),
         prototypes_per_keypoint=r.integer(m, "prototypes_per_keypoint", "model", 3, low=1),
-        head_channels=r.integer(m, "head_channels", "model", 256, low=1),
+        head_channels=r.integer(m, "head_channels", "model", None, low=1),
         init=InitSpec(kind=kind, path=None if init_path is None else str(init_path), expert=expert))
 
 

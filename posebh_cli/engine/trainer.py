@@ -26,7 +26,7 @@ from posebh_cli.engine.recipe import Recipe, load_recipe
 from posebh_cli.engine.stages import apply_stage
 from posebh_cli.engine.state import Progress as TrainProgress
 from posebh_cli.engine.state import find_state, load_state, progress_dict, save_state
-from posebh_cli.errors import PosebhError
+from posebh_cli.errors import PosebhError, input_error
 
 MAIN_METRICS = ("AP", "PCKh", "AUC", "PCK")  # the first one an evaluation returns is "the" metric
 _PER_DATASET = re.compile(r"^(heads\.|.*\.mlp\.experts\.)(\d+)(\..*)$")  # head d / expert d parameters
@@ -179,10 +179,18 @@ def build_model(recipe: Recipe, prepared: list, with_embedding: bool) -> nn.Modu
     from posebh_cli.models.pose_model import PoseModel
 
     spec = recipe.model
+    head_channels = spec.head_channels or 256
+    if spec.init.kind == "transfer":  # the new head starts from the source head's deconvs: same width
+        from posebh_cli.models.checkpoint import head_channels_of
+
+        head_channels = head_channels_of(spec.init.path)
+        if spec.head_channels not in (None, head_channels):
+            raise input_error("recipe", f"the transfer source {spec.init.path} has {head_channels}-channel heads, "
+                              f"the recipe asks for {spec.head_channels}", field="model.head_channels")
     model = PoseModel(spec.arch, [d.name for d in recipe.datasets], [p.skeleton for p in prepared],
                       with_embedding=with_embedding, embed_dim=spec.embed_dim,
                       prototypes_per_keypoint=spec.prototypes_per_keypoint, img_size=spec.img_size,
-                      drop_path_rate=spec.drop_path, head_channels=spec.head_channels)
+                      drop_path_rate=spec.drop_path, head_channels=head_channels)
     if spec.init.kind == "mae":
         model.backbone.init_from_file(spec.init.path)
     elif spec.init.kind == "transfer":  # a new skeleton from a multi-dataset model: engine/transfer.py

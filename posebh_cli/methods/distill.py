@@ -196,7 +196,7 @@ class Distill:
             channel_map(p.skeleton, union, config.mapping, who=f"dataset '{spec.name}' ({spec.path})")
         spec = recipe.model
         model = PoseModel(spec.arch, [union.name], [union], num_experts=0, with_embedding=False,
-                          img_size=spec.img_size, drop_path_rate=spec.drop_path, head_channels=spec.head_channels)
+                          img_size=spec.img_size, drop_path_rate=spec.drop_path, head_channels=spec.head_channels or 256)
         if spec.init.kind == "mae":
             model.backbone.init_from_file(spec.init.path)
         elif spec.init.kind != "none":

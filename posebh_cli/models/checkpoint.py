@@ -103,6 +103,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> PoseMode
     return model.to(device).eval()
 
 
+def head_channels_of(path: str | Path) -> int:
+    """Deconv width of a checkpoint's heads, read without loading its weights (official files: 256)."""
+    path = Path(path)
+    if path.suffix in (".pth", ".pt"):
+        return 256
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if not weights.is_file():
+        raise input_error(path, "checkpoint not found")
+    meta, _ = _read_meta(weights)
+    return int(meta.get("config", {}).get("head_channels", 256))
+
+
 def _read_meta(weights: Path) -> tuple[dict, Path]:
     """The model description: embedded in the safetensors metadata, else the model.json beside it."""
     try:

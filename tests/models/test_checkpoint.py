@@ -169,3 +169,15 @@ def test_official_posebh_base_file_end_to_end(tmp_path):
     # ViTPose-B size once the COCO expert is merged: 90.0 M without the embedding net.
     plain = sum(p.numel() for p in single.parameters()) - sum(p.numel() for p in single.embedding.parameters())
     assert plain == pytest.approx(90.0e6, rel=2e-3)
+
+
+def test_head_channels_of_reads_the_width_without_loading_weights(tmp_path):
+    from posebh_cli.models.checkpoint import head_channels_of, save_checkpoint
+    from posebh_cli.models.pose_model import PoseModel
+    from posebh_cli.skeletons import load_skeleton
+
+    model = PoseModel("vit_pico", ["coco"], [load_skeleton("coco")], img_size=(64, 48), head_channels=32)
+    save_checkpoint(model, tmp_path / "ckpt")
+    assert head_channels_of(tmp_path / "ckpt") == 32
+    assert head_channels_of(tmp_path / "ckpt" / "model.safetensors") == 32
+    assert head_channels_of(tmp_path / "official.pth") == 256  # official heads are ViTPose's 256 channels
