@@ -6,7 +6,6 @@ much longer runs and is measured by scripts/bench_mdt.py (docs/benchmarks.md).
 """
 import json
 
-import pytest
 import yaml
 
 from posebh_cli.data.prepare import prepare_dataset
@@ -16,7 +15,6 @@ from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.models.checkpoint import load_model
 
 
-@pytest.mark.slow
 def test_short_run_lifts_ap_far_above_untrained(tmp_path):
     synth_zoo(tmp_path / "zoo", seed=3, sizes={"coco": 16}, datasets=["coco"], progress=False)
     prepared = tmp_path / "prepared"

@@ -124,7 +124,6 @@ KILLER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow  # ~20 s on the shared 2-core machine (three runs, one in a fresh interpreter)
 def test_resume_after_sigkill_gives_identical_weights(tiny, tmp_path):
     straight = train_mdt(tiny, out=tmp_path / "straight")
 
@@ -146,7 +145,6 @@ def test_resume_after_sigkill_gives_identical_weights(tiny, tmp_path):
     assert steps == list(range(1, 7))  # the lost step-5 line of the killed run is not duplicated
 
 
-@pytest.mark.slow
 def test_two_process_torchrun_on_cpu(tiny, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(REPO)}

@@ -3,7 +3,6 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -29,7 +28,6 @@ def _worker(rank: int, store_path: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_banks_agree_across_two_processes():
     with tempfile.TemporaryDirectory() as tmp:
         mp.spawn(_worker, args=(str(Path(tmp) / "store"), tmp), nprocs=2, join=True)
