@@ -134,12 +134,20 @@ def split_files(src: Path, pattern: str, splits: tuple[str, ...]) -> dict[str, P
 
 def read_coco(src: Path, options: ReadOptions) -> ReadResult:
     """COCO 2017 keypoints: images under SRC/{train,val}2017/, optional val person detections."""
-    skeleton = load_skeleton("coco")
-    files = split_files(src, "annotations/person_keypoints_{split}2017.json", ("train", "val"))
+    return read_coco_images_2017(src, options, "coco", "annotations/person_keypoints_{split}2017.json")
+
+
+def read_coco_images_2017(src: Path, options: ReadOptions, skeleton_name: str, pattern: str,
+                          keypoints_of=None) -> ReadResult:
+    """A COCO-2017-image dataset (COCO, COCO-WholeBody): train/val files matching `pattern`, images under
+    SRC/{split}2017/, val person detections attached when present."""
+    skeleton = load_skeleton(skeleton_name)
+    files = split_files(src, pattern, ("train", "val"))
     result = ReadResult(skeleton=skeleton, image_root=src, splits={}, counts={})
     skipped_val: set[int] = set()
     for split, path in files.items():
         coco, counts = read_coco_style(path, split, skeleton, src, options, file_prefix=f"{split}2017/",
+                                       keypoints_of=keypoints_of,
                                        skipped_ids=skipped_val if split == "val" else None)
         result.splits[split], result.counts[split] = coco, counts
     attach_detections(src, options, result, DETECTIONS_FILE, skipped_val)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posebh_cli.data.formats.coco import DETECTIONS_FILE, attach_detections, read_coco_style, split_files
+from posebh_cli.data.formats.coco import read_coco_images_2017
 from posebh_cli.data.formats.common import ReadOptions, ReadResult, as_keypoints, as_numbers, require
 from posebh_cli.errors import input_error
-from posebh_cli.skeletons import load_skeleton
 
 # (annotation key, number of points, validity flag) in the 133-point order after the 17 body points.
 PARTS = (("foot_kpts", 6, "foot_valid"), ("face_kpts", 68, "face_valid"),
@@ -41,14 +40,5 @@ def merged_keypoints(ann: dict, path: Path, where: str) -> np.ndarray:
 
 def read_coco_wholebody(src: Path, options: ReadOptions) -> ReadResult:
     """COCO-WholeBody: annotations under SRC/annotations/, images under SRC/{train,val}2017/."""
-    skeleton = load_skeleton("coco_wholebody")
-    files = split_files(src, "annotations/coco_wholebody_{split}_v1.0.json", ("train", "val"))
-    result = ReadResult(skeleton=skeleton, image_root=src, splits={}, counts={})
-    skipped_val: set[int] = set()
-    for split, path in files.items():
-        coco, counts = read_coco_style(path, split, skeleton, src, options, file_prefix=f"{split}2017/",
-                                       keypoints_of=merged_keypoints,
-                                       skipped_ids=skipped_val if split == "val" else None)
-        result.splits[split], result.counts[split] = coco, counts
-    attach_detections(src, options, result, DETECTIONS_FILE, skipped_val)
-    return result
+    return read_coco_images_2017(src, options, "coco_wholebody", "annotations/coco_wholebody_{split}_v1.0.json",
+                                 keypoints_of=merged_keypoints)
