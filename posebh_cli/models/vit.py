@@ -134,7 +134,11 @@ class ViT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        trunc_normal_(self.pos_embed, std=0.02)
+        # MAE's fixed 2-D sin-cos table as the starting point (ViTPose fine-tunes MAE's): a from-scratch
+        # model then knows where each token is from step 0 instead of learning it from a 0.02-std draw.
+        with torch.no_grad():
+            self.pos_embed.zero_()
+            self.pos_embed[0, 1:] = sincos_pos_embed_2d(self.grid_size, self.embed_dim)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)
@@ -228,6 +232,21 @@ def _read_vit_weights(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise input_error(path, "expected a dict of tensors")
     return state
+
+
+def sincos_pos_embed_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """[h * w, dim] fixed position table: half the channels encode the row, half the column (MAE layout)."""
+    if dim % 4:
+        raise ValueError(f"sin-cos position embedding needs a dim divisible by 4, got {dim}")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid[0], dtype=torch.float64),
+                                torch.arange(grid[1], dtype=torch.float64), indexing="ij")
+
+    def encode(positions: torch.Tensor) -> torch.Tensor:
+        angles = positions.reshape(-1, 1) * freqs[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(cols), encode(rows)], dim=1).float()
 
 
 def _resize_pos_embed(pos: torch.Tensor, num_patches: int, grid: tuple[int, int]) -> torch.Tensor:

@@ -153,3 +153,19 @@ def test_init_from_wrong_file(tmp_path):
     (tmp_path / "jax.npz").write_bytes(b"PK")
     with pytest.raises(PosebhError, match=r"jax\.npz: JAX \.npz"):
         vit.init_from_file(tmp_path / "jax.npz")
+
+
+def test_position_table_starts_as_mae_sincos():
+    """A from-scratch backbone starts from MAE's fixed 2-D table: rows differ by position, the cls slot is zero."""
+    vit = create_vit("vit_pico", img_size=(128, 96))
+    h, w = vit.grid_size
+    table = vit.pos_embed[0, 1:].detach().reshape(h, w, -1)
+    dim = vit.embed_dim
+    assert torch.all(vit.pos_embed[0, 0] == 0)
+    # first half of the channels depends on the column only, second half on the row only
+    assert torch.allclose(table[0, :, : dim // 2], table[h - 1, :, : dim // 2])
+    assert torch.allclose(table[:, 0, dim // 2:], table[:, w - 1, dim // 2:])
+    assert not torch.allclose(table[0, 0], table[1, 1])
+    assert torch.allclose(table[0, 0, : dim // 4], torch.zeros(dim // 4))   # sin(0) at column 0
+    assert torch.allclose(table[0, 0, dim // 4: dim // 2], torch.ones(dim // 4))
+    assert float(table.abs().max()) <= 1.0 + 1e-6
