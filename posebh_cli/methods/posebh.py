@@ -132,15 +132,30 @@ class PoseBH:
         return confidence / per_dataset[dataset]
 
     def _proto_terms(self, fg: Foreground, bank: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """PPC, PPD of sampled pixels against their dataset's prototypes; also the Sinkhorn assignment and weight."""
-        logits = ops.cosine_logits(fg.embeddings.float(), bank)  # [N, J, M]
-        own_scores = logits.detach()[torch.arange(len(fg.labels), device=logits.device), fg.labels]  # [N, M]
+        """PPC, PPD of sampled pixels against their dataset's prototypes; also the Sinkhorn assignment and weight.
+
+        A pixel competes only with its own dataset's K_d·M prototypes, so the logits are computed per dataset block
+        (as the released code does) rather than against all J·M and masked: 1/6 of the work with six datasets.
+        """
+        embeddings = fg.embeddings.float()
+        n, m = len(fg.labels), bank.shape[1]
+        dataset = self._keypoint_dataset_on(fg.labels.device)[fg.labels]
+        pixel_weight = self._pixel_weight(fg.labels, fg.confidence)
+        own_scores = embeddings.new_zeros(n, m)
+        blocks = []
+        for d in torch.unique(dataset).tolist():
+            rows = (dataset == d).nonzero(as_tuple=True)[0]
+            start, k = self.offsets[d], self.sizes[d]
+            local = fg.labels[rows] - start
+            logits = ops.cosine_logits(embeddings[rows], bank[start:start + k])  # [N_d, K_d, M]
+            own_scores[rows] = logits.detach()[torch.arange(len(rows), device=logits.device), local]
+            blocks.append((rows, local, logits))
         q = ops.sinkhorn(own_scores, fg.labels, self.config.sinkhorn_kappa, self.config.sinkhorn_iters)
         weight, assign = q.max(dim=1)  # Eq. 3 takes the argmax; Eq. 4 weighs with the max
-        keypoint_dataset = self._keypoint_dataset_on(logits.device)
-        other = keypoint_dataset[None, :] != keypoint_dataset[fg.labels][:, None]  # [N, J]
-        logits = logits.masked_fill(other[:, :, None], float("-inf"))
-        ppc, ppd = ops.ppc_ppd(logits, fg.labels, assign, self._pixel_weight(fg.labels, fg.confidence))
+        ppc = ppd = embeddings.sum() * 0.0
+        for rows, local, logits in blocks:
+            block_ppc, block_ppd = ops.ppc_ppd(logits, local, assign[rows], pixel_weight[rows])
+            ppc, ppd = ppc + block_ppc, ppd + block_ppd
         return ppc, ppd, assign, weight
 
     # ------------------------------------------------------------------------------------------------ API

@@ -74,7 +74,9 @@ def cosine_logits(embeddings: Tensor, prototypes: Tensor) -> Tensor:
 def prototype_heatmaps(embeddings: Tensor, prototypes: Tensor) -> Tensor:
     """Prototype keypoint heatmaps (Eq. 1): max over M of the cosine. [B, F, h, w] × [K, M, F] -> [B, K, h, w]."""
     cos = torch.einsum("bfhw,kmf->bkmhw", l2_normalize(embeddings, dim=1), l2_normalize(prototypes))
-    return cos.amax(dim=2)
+    # max (with indices) rather than amax: same values, and its backward is a scatter instead of amax's
+    # tie-splitting masks over the whole [B, K, M, h, w] tensor (several times faster on the CPU)
+    return cos.max(dim=2).values
 
 
 # ---------------------------------------------------------------------------------------------------------
