@@ -146,17 +146,21 @@ def score_head_on(model, head: str, prepared: PreparedDataset | str | Path, spli
 
 def cross_skeleton_scores(model, prepared: dict[str, PreparedDataset | str | Path], split: str = "val",
                           flip: bool = True, batch_size: int = 32, max_images: int | None = None,
-                          device: str | None = None) -> dict[str, float]:
+                          device: str | None = None, heads: list[str] | None = None) -> dict[str, float]:
     """AP of every head of `model` on every OTHER dataset in `prepared` whose zoo figures have its skeleton.
 
-    `prepared` maps dataset names (the model's head names) to prepared zoo datasets. Returns
-    {"<head>@<dataset>": AP}; pairs of different body plans are skipped.
+    `prepared` maps dataset names (the model's head names) to prepared zoo datasets. `heads` names what to
+    predict when it is not the model's heads: datasets a union-skeleton head covers, read through their
+    keypoint names (method distill). Returns {"<head>@<dataset>": AP}; pairs of different body plans are skipped.
     """
+    from posebh_cli.inference.predictor import resolve_target
+
     opened = {name: p if isinstance(p, PreparedDataset) else open_prepared(p) for name, p in prepared.items()}
     truths = {name: load_groundtruth(find_groundtruth(p)) for name, p in opened.items()}
-    heads = dict(zip(model.datasets, model.skeletons))
+    wanted = model.datasets if heads is None else heads
     scores = {}
-    for head, skeleton in heads.items():
+    for head in wanted:
+        skeleton = resolve_target(model, head).skeleton
         for name, ds in opened.items():
             if name == head or skeleton.name not in truths[name]["skeletons"]:
                 continue

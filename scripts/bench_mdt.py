@@ -8,11 +8,14 @@
 2. Trains the multi-head baseline once (recipes/zoo-bench-base.yaml; the shared starting point, as the paper starts
    every variant from the same ViTPose++ checkpoint), then, per seed, continues it for the same number of
    epochs with every arm: `multihead` (more of the same), `posebh-nocss` (prototypes + cluster loss, the
-   paper's "+L_Proto" row), `posebh` (+ cross-type self-supervision), and with --with-acae the ACAE consistency
-   method (its ACAE fitted on the base run's heads first). The distillation method is not an arm: its student
-   has one union-skeleton head, which this per-dataset, per-head table does not score.
+   paper's "+L_Proto" row), `posebh` (+ cross-type self-supervision), with --with-acae the ACAE consistency
+   method (its ACAE fitted on the base run's heads first) and with --with-distill the unified-skeleton
+   distillation (a coco_mpii21 student started from the base run's COCO model, taught by its COCO and MPII heads,
+   trained on COCO + MPII for as many samples as the other arms see).
 3. Scores every run on each dataset's val split (AP, PCKh for MPII) and cross-skeleton (each head on the other
-   datasets of its body plan, through the zoo's hidden ground truth; posebh_cli/zoo_eval.py).
+   datasets of its body plan, through the zoo's hidden ground truth; posebh_cli/zoo_eval.py). The distill student
+   is scored on the datasets its union covers (COCO, MPII), cross-skeleton as COCO on MPII images and back, and
+   on the four points COCO does not label, on COCO images (seed 003's Halpe-style protocol).
 4. Writes <out>/results.json (every run) and <out>/results.md (mean ± std over seeds).
 
 Re-running with the same --out skips what is done (zoo, prepared sets, finished runs), so a killed benchmark
@@ -48,16 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/bench", help="output folder (zoo, prepared data, runs, results)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--zoo-seed", type=int, default=0, help="seed of the synthetic zoo (shared by all runs)")
-    p.add_argument("--size", type=float, default=0.06, help="zoo size factor on the per-dataset image counts")
+    p.add_argument("--size", type=float, default=0.25, help="zoo size factor on the per-dataset image counts")
     p.add_argument("--eval-images", type=int, default=20,
                    help="val images per dataset, from an independent evaluation zoo (the training zoo's own val "
                         "split holds only 15%% of its small training sets)")
     p.add_argument("--image-size", default="192x144", help="zoo image size WIDTHxHEIGHT")
-    p.add_argument("--base-epochs", type=int, default=20, help="epochs of the multi-head base run")
+    p.add_argument("--base-epochs", type=int, default=30, help="epochs of the multi-head base run")
     p.add_argument("--base-seed", type=int, default=0, help="training seed of the base run")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every arm after the base run")
     p.add_argument("--arch", default="vit_pico", help="backbone (vit_pico, vit_tiny, vit_small, vit_base, ...)")
-    p.add_argument("--img-size", default="128x96", help="model input HEIGHTxWIDTH")
+    p.add_argument("--img-size", default="256x192", help="model input HEIGHTxWIDTH (at 128x96 a pico model plateaus early)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=1, help="data-loader workers")
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda uses bf16 mixed precision)")
@@ -68,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--acae-steps", type=int, default=1000, help="Adam steps of the ACAE fit")
     p.add_argument("--acae-min-score", type=float, default=0.2,
                    help="fit-acae --min-score (lower it for a weak base run)")
+    p.add_argument("--with-distill", action="store_true",
+                   help="add the distill arm (coco_mpii21 student taught by the base run's COCO and MPII heads)")
     return p.parse_args(argv)
 
 
@@ -123,8 +128,10 @@ def train(recipe: dict, run_dir: Path) -> Path:
 def score(run_dir: Path, data: dict[str, Path], args) -> dict:
     """Per-dataset metrics and cross-skeleton APs of a finished run on the evaluation zoo's val split (cached in
     run_dir/scores.json)."""
+    from posebh_cli.errors import PosebhError
     from posebh_cli.inference.evaluate import evaluate_model
     from posebh_cli.inference.predictor import load_checkpoint
+    from posebh_cli.methods.distill import score_extra_points
     from posebh_cli.zoo_eval import cross_skeleton_scores
 
     cache = run_dir / "scores.json"
@@ -134,15 +141,25 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
     model, recipe = load_checkpoint(run_dir, device=device)
     per_dataset = {}
     for name in MDT_DATASETS:
-        metrics = evaluate_model(model, data[name], EVAL_SPLIT, name, batch_size=64, device=device, recipe=recipe)
+        try:
+            metrics = evaluate_model(model, data[name], EVAL_SPLIT, name, batch_size=64, device=device,
+                                     recipe=recipe)
+        except PosebhError:   # no head predicts this dataset's skeleton (the distill student's union)
+            per_dataset[name] = None
+            continue
         value = next((metrics[k] for k in MAIN_METRICS if k in metrics), -1.0)
         per_dataset[name] = value if value >= 0 else None   # -1: the split has no annotation
+    union_student = model.datasets != [d["name"] for d in recipe["datasets"]]
+    heads = [d["name"] for d in recipe["datasets"]] if union_student else None
     # no flip test here: it would double the cost of the 13 pairs, and every arm is scored the same way
     cross = {pair: ap for pair, ap in cross_skeleton_scores(model, data, EVAL_SPLIT, flip=False, batch_size=64,
-                                                            device=device).items() if ap >= 0}
+                                                            device=device, heads=heads).items() if ap >= 0}
     scored = [v for v in per_dataset.values() if v is not None]
     result = {"datasets": per_dataset, "mean": statistics.fmean(scored) if scored else None, "cross": cross,
               "cross_mean": statistics.fmean(cross.values()) if cross else None}
+    if union_student:
+        result["extra_points"] = score_extra_points(model, data["coco"], EVAL_SPLIT, flip=False, batch_size=64,
+                                                    device=device)["AP"]
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(cache)
@@ -160,6 +177,28 @@ def fit_acae(base: Path, out: Path, args) -> Path:
     return out
 
 
+def split_coco_model(base: Path, out: Path) -> Path:
+    """The base run's COCO model with its expert merged (`convert-checkpoint --split coco`): the distill
+    student's starting point, since the student has no experts."""
+    from posebh_cli.models.checkpoint import convert_checkpoint
+
+    if not (out / "model.safetensors").is_file():
+        convert_checkpoint(base, out, split="coco")
+    return out
+
+
+def distill_recipe(data: dict[str, Path], args, seed: int, base: Path, student_init: Path) -> dict:
+    """The distill arm: teachers are the base run's heads; epochs stretched so the student, which trains on COCO +
+    MPII only, sees as many samples as an arm that trains on all six datasets."""
+    from posebh_cli.data.prepared import open_prepared
+
+    count = {n: len(open_prepared(data[n]).instances("train")) for n in MDT_DATASETS}
+    epochs = max(1, round(args.epochs * sum(count.values()) / (count["coco"] + count["mpii"])))
+    recipe = make_recipe("zoo-bench-distill.yaml", f"bench-distill-s{seed}", data, args, seed, epochs, student_init)
+    recipe["method_config"]["teachers"] = {"coco": str(base), "mpii": str(base)}
+    return recipe
+
+
 # ------------------------------------------------------------------ report
 def _mean_std(values: list[float]) -> str:
     if not values:
@@ -172,15 +211,23 @@ def _mean_std(values: list[float]) -> str:
 def summarize(results: dict[str, dict[int, dict]]) -> str:
     """Markdown tables: per-dataset main metric, their mean, cross-skeleton AP (mean ± std over seeds, in %)."""
     arms = list(results)
-    lines = ["| arm | " + " | ".join(MDT_DATASETS) + " | mean | cross-skeleton mean | seeds |",
-             "|---" * (len(MDT_DATASETS) + 4) + "|"]
+    lines = ["| arm | " + " | ".join(MDT_DATASETS) + " | mean of scored | coco+mpii mean | cross-skeleton mean "
+             "| seeds |", "|---" * (len(MDT_DATASETS) + 5) + "|"]
     for arm in arms:
         runs = list(results[arm].values())
         cells = [_mean_std([r["datasets"][d] for r in runs if r["datasets"][d] is not None]) for d in MDT_DATASETS]
         cross = [r["cross_mean"] for r in runs if r["cross_mean"] is not None]
         means = [r["mean"] for r in runs if r["mean"] is not None]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_mean_std(means)} | "
+        # the one mean every arm has, the distill student included (its union covers COCO and MPII only)
+        pair = [statistics.fmean((r["datasets"]["coco"], r["datasets"]["mpii"])) for r in runs
+                if r["datasets"]["coco"] is not None and r["datasets"]["mpii"] is not None]
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_mean_std(means)} | {_mean_std(pair)} | "
                      f"{_mean_std(cross)} | {len(runs)} |")
+    extra = {arm: [r["extra_points"] for r in results[arm].values() if "extra_points" in r] for arm in arms}
+    for arm, values in extra.items():
+        if values:
+            lines += ["", f"{arm}: AP of the union points COCO does not label (pelvis, thorax, upper neck, head top) "
+                          f"on COCO images, against the zoo's hidden points: {_mean_std(values)}"]
     pairs = sorted({p for arm in arms for r in results[arm].values() for p in r["cross"]})
     if pairs:
         lines += ["", "Cross-skeleton AP (head@images of another dataset, scored against the zoo's hidden points):",
@@ -218,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     arms = {arm: ARMS[arm] for arm in args.arms}
     if args.with_acae:
         arms["acae"] = "zoo-bench-acae.yaml"
+    if args.with_distill:
+        arms["distill"] = "zoo-bench-distill.yaml"
 
     results: dict[str, dict[int, dict]] = {"base": {}, **{arm: {} for arm in arms}}
     timings: dict[str, float] = {}
@@ -227,11 +276,15 @@ def main(argv: list[str] | None = None) -> None:
     results["base"] = {args.base_seed: score(base, eval_data, args)}
     timings["base"] = time.perf_counter() - t0
     acae = fit_acae(base, out / "runs" / "acae", args) if args.with_acae else None
+    student_init = split_coco_model(base, out / "runs" / "base-coco") if args.with_distill else None
     for seed in args.seeds:
         runs = out / "runs" / f"s{seed}"
         for arm, template in arms.items():
             t0 = time.perf_counter()
-            recipe = make_recipe(template, f"bench-{arm}-s{seed}", data, args, seed, args.epochs, base)
+            if arm == "distill":
+                recipe = distill_recipe(data, args, seed, base, student_init)
+            else:
+                recipe = make_recipe(template, f"bench-{arm}-s{seed}", data, args, seed, args.epochs, base)
             if arm == "acae":
                 recipe["method_config"]["acae"] = str(acae)
             run_dir = train(recipe, runs / arm)

@@ -33,3 +33,18 @@ def test_hf_model_and_ours_compute_the_same_heatmaps():
         expected = fns["hf"]()
         torch.testing.assert_close(fns["ours"](), expected, atol=1e-4, rtol=1e-4)
     assert expected.shape == (2, 17, 64, 48) and expected.std() > 0.01  # not a vacuous all-zero match
+
+
+def test_mdt_summary_marks_unscored_datasets_and_reports_union_points():
+    import bench_mdt
+
+    run = {"datasets": {d: 0.5 for d in bench_mdt.MDT_DATASETS}, "mean": 0.5, "cross": {"coco@aic": 0.2},
+           "cross_mean": 0.2}
+    student = {"datasets": {d: (0.4 if d in ("coco", "mpii") else None) for d in bench_mdt.MDT_DATASETS},
+               "mean": 0.4, "cross": {"coco@mpii": 0.1}, "cross_mean": 0.1, "extra_points": 0.3}
+    table = bench_mdt.summarize({"multihead": {0: run, 1: run}, "distill": {0: student}})
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "50.0 ± 0.0" in rows["multihead"] and rows["multihead"].rstrip(" |").endswith("2")
+    cells = [c.strip() for c in rows["distill"].strip("|").split("|")]
+    assert cells[1:7] == ["40.0 ± 0.0", "-", "40.0 ± 0.0", "-", "-", "-"]
+    assert "distill: AP of the union points" in table and "30.0 ± 0.0" in table

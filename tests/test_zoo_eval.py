@@ -111,3 +111,16 @@ def test_scores_every_head_on_the_other_datasets_of_its_body_plan(zoo):
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     single = score_head_on(model, "coco", zoo["aic"], split="train", flip=False, batch_size=8)
     assert single["AP"] == pytest.approx(scores["coco@aic"])
+
+
+def test_a_union_head_is_scored_as_the_datasets_it_covers(zoo):
+    """The distill student (one coco_mpii21 head) is read as COCO on AIC images through keypoint names."""
+    from posebh_cli.models.pose_model import PoseModel
+
+    torch.manual_seed(0)
+    union = load_skeleton("coco_mpii21")
+    student = PoseModel("vit_pico", ["coco_mpii21"], [union], img_size=(64, 48))
+    scores = cross_skeleton_scores(student, zoo, split="train", flip=False, batch_size=8, heads=["coco"])
+    assert set(scores) == {"coco@aic"}
+    single = score_head_on(student, "coco", zoo["aic"], split="train", flip=False, batch_size=8)
+    assert single["AP"] == pytest.approx(scores["coco@aic"])

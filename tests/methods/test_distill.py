@@ -88,7 +88,7 @@ def test_config_errors_name_the_key(config, message):
 
 
 
-@pytest.mark.parametrize("name", ["zoo-pico-distill", "vitb-distill"])
+@pytest.mark.parametrize("name", ["zoo-pico-distill", "vitb-distill", "zoo-bench-distill"])
 def test_distill_recipes_load(name):
     from pathlib import Path
 
