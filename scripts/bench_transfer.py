@@ -1,6 +1,10 @@
 """Transfer benchmark on the synthetic zoo: prototypes only vs PoseBH transfer vs baseline transfer (CPU-sized).
 
     python scripts/bench_transfer.py --out bench-transfer
+    python scripts/bench_transfer.py --out bench-transfer-qs --source posebh-quickstart/runs/posebh
+
+With --source, the source model is that checkpoint (e.g. the six-dataset PoseBH model `posebh quickstart`
+trains), at its own input size; without it, a small source is trained on the zoo coco set (step 2).
 
 1. `posebh synth` + `prepare-data`: the zoo's coco (source), 3dpw (smpl24) and interhand sets, plus separately
    synthesized 3dpw and interhand sets whose held-out split scores every row (the small sets' own held-out split
@@ -43,7 +47,7 @@ TARGETS = {"3dpw": ("AP", "AR", "PCK@0.2", "EPE"), "interhand": ("PCK@0.2", "AUC
 HELD_OUT = {"3dpw": "test", "interhand": "val"}
 
 
-def make_zoo(out: Path, sizes: dict[str, int], seed: int) -> dict[str, Path]:
+def make_zoo(out: Path, sizes: dict[str, int], seed: int, image_size: tuple[int, int]) -> dict[str, Path]:
     """Synthesize and prepare each set; a seed whose 3DPW set holds a zero-size box (a figure that left the frame,
     which prepare-data refuses) is replaced by the next seed."""
     prepared = {}
@@ -54,7 +58,8 @@ def make_zoo(out: Path, sizes: dict[str, int], seed: int) -> dict[str, Path]:
                 break
             native = out / f"native-{attempt}"
             if not (native / name).exists():
-                synth_zoo(native, seed=attempt, sizes={name: size}, image_size=(96, 128), datasets=[name], workers=1)
+                synth_zoo(native, seed=attempt, sizes={name: size}, image_size=image_size, datasets=[name],
+                          workers=1)
             try:
                 prepare_dataset(name, native / name, folder)
             except PosebhError as exc:
@@ -190,26 +195,38 @@ def main() -> None:
     parser.add_argument("--heldout-images", type=int, default=300,
                         help="size of the separately synthesized evaluation sets (15%% of it is held out)")
     parser.add_argument("--fit-images", default="10,50", help="fit-prototypes subsets (all images are added)")
-    parser.add_argument("--img-size", default="64x48", help="model input HxW")
+    parser.add_argument("--img-size", default="64x48", help="model input HxW (with --source: the source's)")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="a trained PoseBH checkpoint to transfer from instead of training a small one")
+    parser.add_argument("--zoo-image-size", default="96x128", help="synthetic image size WIDTHxHEIGHT")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
     torch.set_num_threads(2)
     h, w = (int(v) for v in args.img_size.split("x"))
+    if args.source is not None:
+        h, w = load_model(args.source).config.img_size
+    zoo_size = tuple(int(v) for v in args.zoo_image_size.split("x"))
     counts = sorted({int(v) for v in args.fit_images.split(",") if v} | {args.images})
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     start = time.perf_counter()
-    data = make_zoo(out, {"coco": args.source_images, "3dpw": args.images, "interhand": args.images}, args.seed)
+    sizes = {"3dpw": args.images, "interhand": args.images}
+    if args.source is None:
+        sizes["coco"] = args.source_images
+    data = make_zoo(out, sizes, args.seed, zoo_size)
     heldout = make_zoo(out / "heldout", {"3dpw": args.heldout_images, "interhand": args.heldout_images},
-                       args.seed + 1000)
+                       args.seed + 1000, zoo_size)
     timings["zoo"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
-    source = train_source(out, data["coco"], [h, w], args.source_epochs, args.batch_size)
+    if args.source is None:
+        source = train_source(out, data["coco"], [h, w], args.source_epochs, args.batch_size)
+        source_eval = pick(evaluate_model(load_model(source), data["coco"], "val", "coco"), ("AP", "AR"))
+    else:
+        source, source_eval = args.source, {"checkpoint": str(args.source)}
     timings["source"] = round(time.perf_counter() - start, 1)
-    source_eval = pick(evaluate_model(load_model(source), data["coco"], "val", "coco"), ("AP", "AR"))
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "source_coco_val": source_eval, "targets": {}}
     for target in TARGETS:
         start = time.perf_counter()
@@ -220,7 +237,7 @@ def main() -> None:
     results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                        text=True).stdout.strip()
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"source (zoo coco val): {source_eval}")
+    print(f"source: {source_eval}")
     print(markdown(results))
     print(f"seconds: {timings}, commit {results['commit']}")
 
