@@ -105,19 +105,24 @@ def _write_recipe(path: Path, recipe: dict) -> Path:
     return path
 
 
-def seconds_per_step(out: Path, prepared: dict[str, Path], plan: Plan, seed: int) -> float:
-    """Wall seconds per training step, from a few steps in a throw-away run (start-up included: conservative)."""
+def seconds_per_step(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, stage: int) -> float:
+    """Wall seconds per training step of one recipe stage, from a few steps of a throw-away run made of that stage
+    alone (start-up included: conservative). Stages differ: cross-type self-supervision runs every head on every
+    row, so its steps cost about twice the first stage's."""
     from posebh_cli.engine.trainer import train_mdt
 
     where = out / "runs" / ".calibration"
     shutil.rmtree(where, ignore_errors=True)
-    recipe = _write_recipe(out / "runs" / ".calibration.yaml", quickstart_recipe(prepared, plan, seed, 2))
+    recipe = quickstart_recipe(prepared, plan, seed, 2)
+    only = dict(recipe["stages"][stage], epochs=[0, 2])
+    recipe["stages"] = [only]
+    recipe_file = _write_recipe(out / "runs" / ".calibration.yaml", recipe)
     start = time.perf_counter()
     try:
-        train_mdt(recipe, where, max_steps=plan.calibration_steps)
+        train_mdt(recipe_file, where, max_steps=plan.calibration_steps)
     finally:
         shutil.rmtree(where, ignore_errors=True)
-        recipe.unlink(missing_ok=True)
+        recipe_file.unlink(missing_ok=True)
     return (time.perf_counter() - start) / plan.calibration_steps
 
 
@@ -128,12 +133,23 @@ def steps_per_epoch(prepared: dict[str, Path], plan: Plan) -> int:
     return max(1, instances // plan.batch_size)
 
 
-def plan_training(per_step: float, steps_per_epoch: int, budget_s: float, plan: Plan) -> tuple[int, int | None]:
-    """(epochs, max_steps) that fit `budget_s`: whole epochs when at least `plan.min_epochs` fit, else
-    `plan.min_epochs` epochs stopped after the steps that fit (max_steps; None when not needed)."""
-    steps = max(plan.min_steps, int(budget_s // per_step))
-    epochs = max(plan.min_epochs, min(plan.max_epochs, steps // steps_per_epoch))
-    return epochs, (steps if steps < epochs * steps_per_epoch else None)
+def plan_training(stage_seconds: list[float], stages: list[dict], recipe_epochs: int, steps_per_epoch: int,
+                  budget_s: float, plan: Plan) -> tuple[int, int | None]:
+    """(epochs, max_steps) that fit `budget_s`, given each stage's seconds per step: the most whole epochs (stage
+    boundaries scaled as `scale_stages` does) when at least `plan.min_epochs` fit, else `plan.min_epochs` epochs
+    stopped after the steps that fit (max_steps; None when not needed)."""
+    def cost(epochs: int) -> float:
+        scaled = scale_stages(stages, recipe_epochs, epochs)
+        return sum((s["epochs"][1] - s["epochs"][0]) * steps_per_epoch * t for s, t in zip(scaled, stage_seconds))
+
+    for epochs in range(plan.max_epochs, plan.min_epochs - 1, -1):
+        if cost(epochs) <= budget_s:
+            return epochs, None
+    steps, left = 0, budget_s
+    for s, t in zip(scale_stages(stages, recipe_epochs, plan.min_epochs), stage_seconds):
+        fit = min((s["epochs"][1] - s["epochs"][0]) * steps_per_epoch, int(left // t))
+        steps, left = steps + fit, left - fit * t
+    return plan.min_epochs, max(plan.min_steps, steps)
 
 
 def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, budget_s: float,
@@ -154,11 +170,15 @@ def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, bud
     shutil.rmtree(run_dir, ignore_errors=True)   # logs of a run killed before its first checkpoint
     epochs, max_steps = plan.min_epochs, None
     if plan.calibration_steps:
-        per_step = seconds_per_step(out, prepared, plan, seed)
+        raw = yaml.safe_load(find_recipe(RECIPE).read_text())
+        calibration_start = time.perf_counter()
+        stage_seconds = [seconds_per_step(out, prepared, plan, seed, i) for i in range(len(raw["stages"]))]
+        budget_s = max(0.0, budget_s - (time.perf_counter() - calibration_start))
         per_epoch = steps_per_epoch(prepared, plan)
-        epochs, max_steps = plan_training(per_step, per_epoch, budget_s, plan)
-        console.print(f"training: {per_step:.2f} s/step, {per_epoch} steps/epoch -> {epochs} epochs "
-                      f"for a {budget_s / 60:.1f}-minute training budget")
+        epochs, max_steps = plan_training(stage_seconds, raw["stages"], raw["train"]["epochs"], per_epoch,
+                                          budget_s, plan)
+        console.print(f"training: {' / '.join(f'{t:.2f}' for t in stage_seconds)} s/step by stage, {per_epoch} "
+                      f"steps/epoch -> {epochs} epochs for a {budget_s / 60:.1f}-minute training budget")
         if max_steps is not None:
             console.print(f"[yellow]note:[/] this machine fits only {max_steps} of the {epochs * per_epoch} steps "
                           f"of {epochs} epochs in the budget; training stops there (the last stage, with "

@@ -29,10 +29,15 @@ def test_scale_stages_keeps_proportions_and_tiles_the_epochs():
 
 def test_training_plan_fits_the_budget():
     # 1 s/step, 100 steps/epoch: 15 minutes hold 9 epochs; 3 minutes hold fewer than the 2 the stages need
-    assert plan_training(1.0, 100, 900, FULL) == (9, None)
-    assert plan_training(1.0, 100, 180, FULL) == (2, 180)
-    assert plan_training(1.0, 100, 1, FULL) == (2, FULL.min_steps)
-    assert plan_training(0.01, 100, 3600, FULL) == (FULL.max_epochs, None)
+    same = [1.0, 1.0]
+    assert plan_training(same, STAGES, 12, 100, 900, FULL) == (9, None)
+    assert plan_training(same, STAGES, 12, 100, 180, FULL) == (2, 180)
+    assert plan_training(same, STAGES, 12, 100, 1, FULL) == (2, FULL.min_steps)
+    assert plan_training([0.01, 0.01], STAGES, 12, 100, 3600, FULL) == (FULL.max_epochs, None)
+    # a second stage three times as slow: 5 epochs (3 + 2) cost 300 + 600 s, 6 epochs (4 + 2) 1000 s
+    assert plan_training([1.0, 3.0], STAGES, 12, 100, 900, FULL) == (5, None)
+    # below two epochs: the whole first stage (100 s), then the slow steps that still fit (80 // 3 = 26)
+    assert plan_training([1.0, 3.0], STAGES, 12, 100, 180, FULL) == (2, 126)
 
 
 @pytest.mark.parametrize("plan", [FULL, TINY])
