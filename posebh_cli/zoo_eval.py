@@ -126,7 +126,7 @@ def score_head_on(model, head: str, prepared: PreparedDataset | str | Path, spli
                   flip: bool = True, batch_size: int = 32, max_images: int | None = None,
                   device: str | None = None, groundtruth: dict | None = None) -> dict[str, float]:
     """OKS AP (no-area rule) of `model`'s head `head` on another zoo dataset's images, against hidden points."""
-    from posebh_cli.inference.evaluate import _gt_boxes, _predict_split
+    from posebh_cli.inference.evaluate import gt_boxes, predict_split
     from posebh_cli.inference.predictor import Predictor
 
     if not isinstance(prepared, PreparedDataset):
@@ -137,7 +137,7 @@ def score_head_on(model, head: str, prepared: PreparedDataset | str | Path, spli
         gt = cross_ground_truth(prepared, split, predictor.skeleton, groundtruth, max_images)
         if not gt["annotations"]:
             return {}
-        results = _predict_split(predictor, prepared, split, gt["images"], _gt_boxes(gt), use_nms=False)
+        results = predict_split(predictor, prepared, split, gt["images"], gt_boxes(gt), use_nms=False)
     finally:
         model.train(was_training)
     return evaluate_predictions(gt, results, predictor.skeleton, "coco_noarea",

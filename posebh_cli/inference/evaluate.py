@@ -23,7 +23,7 @@ from posebh_cli.inference.predictor import Predictor, load_checkpoint
 NMS_THRESHOLD = 0.9
 
 
-def _gt_boxes(gt: dict) -> dict[int, list[dict]]:
+def gt_boxes(gt: dict) -> dict[int, list[dict]]:
     """Per image id, the non-crowd annotations with a positive box: {bbox, score 1, ann_id, category_id}."""
     boxes: dict[int, list[dict]] = {}
     for ann in gt.get("annotations", []):
@@ -58,7 +58,8 @@ def _detection_boxes(boxes: str | Path | list, score_thr: float) -> dict[int, li
     return out
 
 
-def _subset(gt: dict, image_ids: list[int]) -> dict:
+def subset_images(gt: dict, image_ids: list[int]) -> dict:
+    """The COCO dict restricted to `image_ids` (images and their annotations)."""
     keep = set(image_ids)
     return {**gt, "images": [im for im in gt["images"] if im["id"] in keep],
             "annotations": [a for a in gt.get("annotations", []) if a["image_id"] in keep]}
@@ -100,10 +101,10 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
                               f"{prepared.root} is annotated with '{prepared.skeleton.name}'")
         gt = prepared.load_coco(split)
         images = sorted(gt.get("images", []), key=lambda im: im["id"])[:max_images]
-        gt = _subset(gt, [im["id"] for im in images])
+        gt = subset_images(gt, [im["id"] for im in images])
         use_detections = boxes is not None
-        jobs_by_image = _detection_boxes(boxes, box_score_thr) if use_detections else _gt_boxes(gt)
-        results = _predict_split(predictor, prepared, split, images, jobs_by_image, use_detections)
+        jobs_by_image = _detection_boxes(boxes, box_score_thr) if use_detections else gt_boxes(gt)
+        results = predict_split(predictor, prepared, split, images, jobs_by_image, use_detections)
     finally:
         model.train(was_training)
     protocol = protocol_for(prepared.skeleton.name, prepared.source_format)
@@ -111,8 +112,8 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
                                 results_name="<predictions>")
 
 
-def _predict_split(predictor: Predictor, prepared: PreparedDataset, split: str, images: list[dict],
-                   jobs_by_image: dict[int, list[dict]], use_nms: bool) -> list[dict]:
+def predict_split(predictor: Predictor, prepared: PreparedDataset, split: str, images: list[dict],
+                  jobs_by_image: dict[int, list[dict]], use_nms: bool) -> list[dict]:
     """Predict every box of every image; images are grouped so that a forward batch is about full."""
     results: list[dict] = []
     group: list[tuple[dict, np.ndarray]] = []
@@ -161,4 +162,4 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, bo
                           device=device, recipe=recipe)
 
 
-__all__ = ["evaluate_model", "evaluate_checkpoint"]
+__all__ = ["evaluate_model", "evaluate_checkpoint", "gt_boxes", "subset_images", "predict_split"]

@@ -295,7 +295,7 @@ def score_extra_points(model, prepared, split: str = "val", points: tuple[str, .
     """
     from posebh_cli.data.prepared import PreparedDataset, open_prepared
     from posebh_cli.evaluation.coco_oks import coco_ap
-    from posebh_cli.inference.evaluate import _gt_boxes, _predict_split, _subset
+    from posebh_cli.inference.evaluate import gt_boxes, predict_split, subset_images
     from posebh_cli.inference.predictor import Predictor
 
     if not isinstance(prepared, PreparedDataset):
@@ -308,11 +308,11 @@ def score_extra_points(model, prepared, split: str = "val", points: tuple[str, .
         raise input_error(gt_path, f"holds no keypoints of skeleton '{union.name}'", field="skeletons")
     coco = prepared.load_coco(split)
     images = sorted(coco.get("images", []), key=lambda im: im["id"])[:max_images]
-    coco = _subset(coco, [im["id"] for im in images])
+    coco = subset_images(coco, [im["id"] for im in images])
     was_training = model.training
     try:
         predictor = Predictor(model, skeleton=union, device=device, batch_size=batch_size, flip=flip)
-        results = _predict_split(predictor, prepared, split, images, _gt_boxes(coco), use_nms=False)
+        results = predict_split(predictor, prepared, split, images, gt_boxes(coco), use_nms=False)
     finally:
         model.train(was_training)
     names = {im["id"]: Path(im["file_name"]).name for im in images}
