@@ -255,7 +255,7 @@ def _train(r: _Reader, raw: Any) -> TrainSpec:
         layer_decay=layer_decay,
         warmup_iters=r.integer(t, "warmup_iters", "train", 500, low=0),
         warmup_ratio=r.number(t, "warmup_ratio", "train", 0.001, low=0.0, high=1.0),
-        clip_grad=clip, mixed_precision=r.choice(t, "mixed_precision", "train", PRECISIONS, "no"),
+        clip_grad=clip, mixed_precision=_precision(r, t),
         num_workers=r.integer(t, "num_workers", "train", 0, low=0), seed=r.integer(t, "seed", "train", 0, low=0),
         checkpoint_every_epochs=r.integer(t, "checkpoint_every_epochs", "train", 1, low=0),
         checkpoint_every_steps=r.integer(t, "checkpoint_every_steps", "train", 0, low=0),
@@ -264,6 +264,13 @@ def _train(r: _Reader, raw: Any) -> TrainSpec:
         val_batch_size=r.integer(t, "val_batch_size", "train", 32, low=1),
         log_every_steps=r.integer(t, "log_every_steps", "train", 20, low=1),
         augmentation=aug)
+
+
+def _precision(r: _Reader, t: dict) -> str:
+    """train.mixed_precision; an unquoted `no` (YAML 1.1 reads it as false, in a file or in --set) means "no"."""
+    if t.get("mixed_precision") is False:
+        t = {**t, "mixed_precision": "no"}
+    return r.choice(t, "mixed_precision", "train", PRECISIONS, "no")
 
 
 def _stages(r: _Reader, raw: Any, train: TrainSpec) -> list[StageSpec]:

@@ -93,6 +93,16 @@ def test_overrides_and_missing_file(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
 
 
+def test_unquoted_no_is_no_mixed_precision(tmp_path):
+    """`--set train.mixed_precision=no` (YAML reads false) means no mixed precision; true is still refused."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(_minimal(tmp_path)))
+    assert load_recipe(path, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert load_recipe(path, ["train.mixed_precision=bf16"]).train.mixed_precision == "bf16"
+    with pytest.raises(PosebhError, match="train.mixed_precision.*got True"):
+        load_recipe(path, ["train.mixed_precision=yes"])
+
+
 @pytest.mark.parametrize("name", ["vitb.yaml", "vith.yaml", "vitb-multihead.yaml", "zoo-pico-multihead.yaml",
                                   "zoo-pico-posebh.yaml"])
 def test_shipped_recipes_parse(name):
