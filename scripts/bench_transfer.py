@@ -201,9 +201,10 @@ def main() -> None:
     parser.add_argument("--zoo-image-size", default="96x128", help="synthetic image size WIDTHxHEIGHT")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.img_size.split("x"))
     if args.source is not None:
         h, w = load_model(args.source).config.img_size
