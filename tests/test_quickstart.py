@@ -1,18 +1,20 @@
 """`posebh quickstart`: stage scaling, the recipe it writes, its input errors, and the tiny flow end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from posebh_cli.cli import app
 from posebh_cli.engine.recipe import recipe_from_dict
 from posebh_cli.errors import PosebhError
 from posebh_cli.quickstart import (FULL, MDT_DATASETS, TINY, make_zoo, plan_training, quickstart_recipe, run_quickstart,
-                                  scale_stages)
+                                  scale_stages, seconds_per_step)
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
 
@@ -86,6 +88,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def test_calibration_times_each_stage_without_start_up(tmp_path, one_thread, monkeypatch):
+    """Each stage is timed alone from the trainer's logged rate (the second half of its steps), and the
+    throw-away run leaves nothing behind."""
+    from posebh_cli.engine import trainer
+
+    prepared = make_zoo(tmp_path, TINY, seed=0)
+    plan = dataclasses.replace(TINY, calibration_steps=4)
+    seen = []
+    original = trainer.train_mdt
+
+    def spy(recipe_file, where, max_steps=None, **kw):
+        recipe = yaml.safe_load(Path(recipe_file).read_text())
+        seen.append(([s["name"] for s in recipe["stages"]], recipe["train"]["log_every_steps"], max_steps))
+        return original(recipe_file, where, max_steps=max_steps, **kw)
+
+    monkeypatch.setattr(trainer, "train_mdt", spy)
+    first, css = (seconds_per_step(tmp_path, prepared, plan, 0, i) for i in range(2))
+    assert seen == [(["prototypes"], 2, 4), (["css"], 2, 4)]
+    assert 0 < first < 60 and 0 < css < 60
+    assert not (tmp_path / "runs" / ".calibration").exists()
+    assert not (tmp_path / "runs" / ".calibration.yaml").exists()
 
 
 @pytest.mark.slow
