@@ -320,8 +320,9 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
     plan = TINY if tiny else FULL
     if out.exists() and not out.is_dir():
         raise PosebhError(f"{out}: exists and is not a folder; choose another --out")
-    _check_settings(out, {"seed": seed, "tiny": tiny})
-    if any(out.iterdir()):
+    resumed = out.is_dir() and any(out.iterdir())
+    _check_settings(out, {"seed": seed, "tiny": tiny})   # creates out and writes its settings
+    if resumed:
         console.print(f"[bold]{out} exists:[/] continuing in it (finished steps are skipped; delete it to start over)")
     started = time.perf_counter()
     budget = minutes_budget * 60
