@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fit-acae --min-score (lower it for a weak base run)")
     p.add_argument("--with-distill", action="store_true",
                    help="add the distill arm (coco_mpii21 student taught by the base run's COCO and MPII heads)")
+    p.add_argument("--extra-arm-seeds", type=int, nargs="+", default=None,
+                   help="seeds of the acae and distill arms, a subset of --seeds (default: all of them)")
     return p.parse_args(argv)
 
 
@@ -280,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         runs = out / "runs" / f"s{seed}"
         for arm, template in arms.items():
+            if arm in ("acae", "distill") and args.extra_arm_seeds is not None and seed not in args.extra_arm_seeds:
+                continue
             t0 = time.perf_counter()
             if arm == "distill":
                 recipe = distill_recipe(data, args, seed, base, student_init)
