@@ -130,7 +130,6 @@ def train(recipe: dict, run_dir: Path) -> Path:
 def score(run_dir: Path, data: dict[str, Path], args) -> dict:
     """Per-dataset metrics and cross-skeleton APs of a finished run on the evaluation zoo's val split (cached in
     run_dir/scores.json)."""
-    from posebh_cli.errors import PosebhError
     from posebh_cli.inference.evaluate import evaluate_model
     from posebh_cli.inference.predictor import load_checkpoint
     from posebh_cli.methods.distill import score_extra_points
@@ -141,18 +140,17 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
         return json.loads(cache.read_text())
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     model, recipe = load_checkpoint(run_dir, device=device)
-    per_dataset = {}
-    for name in MDT_DATASETS:
-        try:
-            metrics = evaluate_model(model, data[name], EVAL_SPLIT, name, batch_size=64, device=device,
-                                     recipe=recipe)
-        except PosebhError:   # no head predicts this dataset's skeleton (the distill student's union)
-            per_dataset[name] = None
-            continue
-        value = next((metrics[k] for k in MAIN_METRICS if k in metrics), -1.0)
-        per_dataset[name] = value if value >= 0 else None   # -1: the split has no annotation
+    # the distill student has one union head, read as each dataset of its recipe; the other arms have one head each
     union_student = model.datasets != [d["name"] for d in recipe["datasets"]]
     heads = [d["name"] for d in recipe["datasets"]] if union_student else None
+    per_dataset = {}
+    for name in MDT_DATASETS:
+        if heads is not None and name not in heads:
+            per_dataset[name] = None
+            continue
+        metrics = evaluate_model(model, data[name], EVAL_SPLIT, name, batch_size=64, device=device, recipe=recipe)
+        value = next((metrics[k] for k in MAIN_METRICS if k in metrics), -1.0)
+        per_dataset[name] = value if value >= 0 else None   # -1: the split has no annotation
     # no flip test here: it would double the cost of the 13 pairs, and every arm is scored the same way
     cross = {pair: ap for pair, ap in cross_skeleton_scores(model, data, EVAL_SPLIT, flip=False, batch_size=64,
                                                             device=device, heads=heads).items() if ap >= 0}
@@ -189,14 +187,14 @@ def split_coco_model(base: Path, out: Path) -> Path:
     return out
 
 
-def distill_recipe(data: dict[str, Path], args, seed: int, base: Path, student_init: Path) -> dict:
+def distill_recipe(template: str, data: dict[str, Path], args, seed: int, base: Path, student_init: Path) -> dict:
     """The distill arm: teachers are the base run's heads; epochs stretched so the student, which trains on COCO +
     MPII only, sees as many samples as an arm that trains on all six datasets."""
     from posebh_cli.data.prepared import open_prepared
 
     count = {n: len(open_prepared(data[n]).instances("train")) for n in MDT_DATASETS}
     epochs = max(1, round(args.epochs * sum(count.values()) / (count["coco"] + count["mpii"])))
-    recipe = make_recipe("zoo-bench-distill.yaml", f"bench-distill-s{seed}", data, args, seed, epochs, student_init)
+    recipe = make_recipe(template, f"bench-distill-s{seed}", data, args, seed, epochs, student_init)
     recipe["method_config"]["teachers"] = {"coco": str(base), "mpii": str(base)}
     return recipe
 
@@ -286,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             t0 = time.perf_counter()
             if arm == "distill":
-                recipe = distill_recipe(data, args, seed, base, student_init)
+                recipe = distill_recipe(template, data, args, seed, base, student_init)
             else:
                 recipe = make_recipe(template, f"bench-{arm}-s{seed}", data, args, seed, args.epochs, base)
             if arm == "acae":
