@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Multi-dataset 2D pose estimation across heterogeneous skeletons (PoseBH, ViTPose++, ACAE, KD).")
 skeletons_app = typer.Typer(no_args_is_help=True, help="List and show the built-in skeletons.")
 app.add_typer(skeletons_app, name="skeletons")
+recipes_app = typer.Typer(no_args_is_help=True, help="List and show the bundled recipes.")
+app.add_typer(recipes_app, name="recipes")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -97,6 +99,25 @@ def skeletons_show(name: str = typer.Argument(..., help="Built-in skeleton name 
         console.print(sk.notes)
 
 
+# ---------------------------------------------------------------- recipes
+@recipes_app.command("list")
+@_user_errors
+def recipes_list() -> None:
+    """List the recipes bundled with posebh (usable by name, e.g. --recipe zoo-pico-posebh)."""
+    from posebh_cli.commands.recipes import recipes_table
+
+    console.print(recipes_table())
+
+
+@recipes_app.command("show")
+@_user_errors
+def recipes_show(name: str = typer.Argument(..., help="Bundled recipe name (or a path to a recipe YAML).")) -> None:
+    """Print one recipe's YAML (copy it to start your own)."""
+    from posebh_cli.commands.recipes import recipe_text
+
+    print(recipe_text(name), end="")
+
+
 # ---------------------------------------------------------------- synth
 @app.command("synth")
 @_user_errors
@@ -150,7 +171,7 @@ def prepare_data(
 @app.command("train-mdt")
 @_user_errors
 def train_mdt(
-    recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see recipes/vitb.yaml for the schema)."),
+    recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML or bundled recipe name (schema: posebh recipes show vitb)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     skip_nonfinite: int = typer.Option(0, "--skip-nonfinite", min=0, help="Skip up to N steps with a NaN/inf loss."),
@@ -205,7 +226,7 @@ def fit_prototypes(
 @app.command("finetune-transfer")
 @_user_errors
 def finetune_transfer(
-    recipe: Path = typer.Option(..., "--recipe", help="Transfer recipe, e.g. recipes/transfer-3dpw.yaml."),
+    recipe: Path = typer.Option(..., "--recipe", help="Transfer recipe YAML or bundled name, e.g. transfer-3dpw."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
@@ -220,7 +241,7 @@ def finetune_transfer(
 @app.command("transfer")
 @_user_errors
 def transfer(
-    target: str = typer.Option(..., "--target", help="3dpw, interhand, or a transfer recipe YAML."),
+    target: str = typer.Option(..., "--target", help="3dpw, interhand, or a transfer recipe (YAML or bundled name)."),
     protocol: str = typer.Option("posebh", "--protocol", help="posebh (paper 4.5) or baseline (full fine-tuning)."),
     zoo: bool = typer.Option(False, "--zoo", help="Use the synthetic-zoo CPU recipes (zoo-transfer-*.yaml)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Source checkpoint (default: the recipe's)."),
@@ -242,7 +263,7 @@ def transfer(
 @_user_errors
 def fit_acae(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained multi-head run folder or model.safetensors."),
-    recipe: Path = typer.Option(..., "--recipe", help="Recipe whose datasets give the training crops and codecs."),
+    recipe: Path = typer.Option(..., "--recipe", help="Recipe (YAML or bundled name) whose datasets give the training crops and codecs."),
     out: Path = typer.Option(..., "--out", help="ACAE folder to write (acae.safetensors, acae.json, latents.png)."),
     latents: Optional[int] = typer.Option(None, "--latents", help="Latent points L (default min(48, joints/2))."),
     centre_latents: Optional[int] = typer.Option(None, "--centre-latents", help="Centre latents (default ~L/6)."),

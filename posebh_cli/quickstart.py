@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from posebh_cli.errors import PosebhError
+from posebh_cli.recipe import find_recipe
 
 MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 NEW_SKELETON = "3dpw"      # the transfer target: SMPL-24 points, a skeleton none of the six heads predicts
 RECIPE = "zoo-quickstart.yaml"
-RECIPE_DIRS = (Path(__file__).resolve().parents[1] / "recipes", Path("recipes"))
 
 
 @dataclass
@@ -50,12 +50,6 @@ TINY = Plan(sizes={"coco": 6, "aic": 6, "mpii": 6, "ap10k": 6, "apt36k": 20, "co
             image_size=(96, 72), model_size=(64, 48), batch_size=8, min_epochs=2, fit_epochs=2,
             calibration_steps=0, workers=0)
 
-
-def find_recipe(name: str) -> Path:
-    for folder in RECIPE_DIRS:
-        if (folder / name).is_file():
-            return folder / name
-    raise PosebhError(f"recipe {name} not found in {' or '.join(str(d) for d in RECIPE_DIRS)}")
 
 
 def scale_stages(stages: list[dict], old_epochs: int, new_epochs: int) -> list[dict]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = REPO / "posebh_cli" / "recipes"
 MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 # Training images per dataset at --size 1: the real imbalance, shrunk (COCO 150k, AIC 210k, MPII 22k,
 # AP-10K 7k, APT-36K 36k frames of few videos, COCO-WholeBody as a small set as in the ablation's spirit).

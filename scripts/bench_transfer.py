@@ -33,7 +33,7 @@ import yaml
 from posebh_cli.data.prepare import prepare_dataset
 from posebh_cli.data.synth import synth_zoo
 from posebh_cli.engine.trainer import train_mdt
-from posebh_cli.engine.transfer import find_recipe, finetune_transfer, fit_prototypes_run
+from posebh_cli.engine.transfer import finetune_transfer, fit_prototypes_run, transfer_recipe
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.data.prepared import open_prepared
@@ -151,7 +151,7 @@ def bench_target(out: Path, target: str, data: Path, heldout: Path, source: Path
         start = time.perf_counter()
         run = out / f"transfer-{target}-{protocol}"
         init = full_fit if protocol == "posebh" else source  # PoseBH starts from the all-images fit
-        recipe = find_recipe(target, protocol, zoo=True)
+        recipe = transfer_recipe(target, protocol, zoo=True)
         if not (run / "model.safetensors").exists():
             finetune_transfer(recipe, out=run, overrides=overrides + [f"model.init.path={init}"])
         row = pick(score(run, heldout, split, target, "head"), keys)

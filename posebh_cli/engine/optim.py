@@ -11,7 +11,7 @@ import re
 import torch
 from torch import nn
 
-from posebh_cli.engine.recipe import StageSpec, TrainSpec
+from posebh_cli.recipe import StageSpec, TrainSpec
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 

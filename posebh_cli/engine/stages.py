@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from posebh_cli.engine.recipe import GROUPS, StageSpec
+from posebh_cli.recipe import GROUPS, StageSpec
 
 # Top-level PoseModel attributes that make up each group (docs/architecture.md, contract: model).
 GROUP_MODULES = {

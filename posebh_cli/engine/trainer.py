@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, DataLoader
 
 from posebh_cli.engine.optim import build_optimizer, lr_at, set_lr
-from posebh_cli.engine.recipe import Recipe, load_recipe
+from posebh_cli.methods import load_recipe
+from posebh_cli.recipe import Recipe
 from posebh_cli.engine.stages import apply_stage
 from posebh_cli.engine.state import Progress as TrainProgress
 from posebh_cli.engine.state import find_state, load_state, progress_dict, save_state

@@ -26,11 +26,11 @@ from rich.console import Console
 from torch import nn
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.recipe import bundled_recipes, find_recipe
 
 TARGETS = ("3dpw", "interhand")
 PROTOCOLS = ("posebh", "baseline")
 DEFAULT_EXPERT = "coco"
-RECIPE_DIRS = (Path("recipes"), Path(__file__).resolve().parents[2] / "recipes")
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -217,7 +217,7 @@ def init_transfer(model: nn.Module, path: str | Path, expert: str | None = None)
 def finetune_transfer(recipe: str | Path, out: str | Path | None = None, resume: bool = False,
                       overrides: list[str] | None = None) -> tuple[Path, dict]:
     """Train a transfer recipe (train_mdt); returns (run dir, the last validation metrics of its dataset)."""
-    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.methods import load_recipe
     from posebh_cli.engine.trainer import train_mdt
 
     parsed = load_recipe(recipe, overrides)
@@ -245,20 +245,18 @@ def last_validation(run_dir: Path, dataset: str) -> dict:
     return found
 
 
-def find_recipe(target: str, protocol: str = "posebh", zoo: bool = False) -> Path:
-    """recipes/[zoo-]transfer-<target>[-baseline].yaml for a named target; any other target is a recipe path."""
+def transfer_recipe(target: str, protocol: str = "posebh", zoo: bool = False) -> Path:
+    """The bundled [zoo-]transfer-<target>[-baseline] recipe for a named target; any other target is a recipe path
+    or bundled recipe name."""
     if protocol not in PROTOCOLS:
         raise PosebhError(f"--protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if target not in TARGETS:
-        path = Path(target)
-        if not path.is_file():
-            raise PosebhError(f"--target: {target!r} is neither {' nor '.join(TARGETS)} nor a recipe file")
-        return path
-    name = f"{'zoo-' if zoo else ''}transfer-{target}{'-baseline' if protocol == 'baseline' else ''}.yaml"
-    for folder in RECIPE_DIRS:
-        if (folder / name).is_file():
-            return folder / name
-    raise PosebhError(f"recipe {name} not found in {' or '.join(str(f) for f in RECIPE_DIRS)}")
+        try:
+            return find_recipe(target)
+        except PosebhError:
+            raise PosebhError(f"--target: {target!r} is neither {' nor '.join(TARGETS)} nor a recipe file "
+                              f"or bundled recipe ({', '.join(bundled_recipes())})") from None
+    return find_recipe(f"{'zoo-' if zoo else ''}transfer-{target}{'-baseline' if protocol == 'baseline' else ''}")
 
 
 def transfer_run(target: str, protocol: str = "posebh", zoo: bool = False, checkpoint: str | Path | None = None,
@@ -266,9 +264,9 @@ def transfer_run(target: str, protocol: str = "posebh", zoo: bool = False, check
                  fit: bool = True, console: Console | None = None) -> tuple[Path, dict]:
     """`posebh transfer`: the target's recipe; with the PoseBH protocol and `fit`, the prototypes are fitted first
     (into `<run>/fit`, which then initialises the run) instead of starting from random directions."""
-    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.methods import load_recipe
 
-    recipe = find_recipe(target, protocol, zoo)
+    recipe = transfer_recipe(target, protocol, zoo)
     overrides = list(overrides or [])
     if checkpoint is not None:
         overrides.append(f"model.init.path={checkpoint}")
@@ -292,5 +290,5 @@ def _expert_of(fit_dir: Path) -> str:
     return json.loads((fit_dir / "fit.json").read_text())["expert"]
 
 
-__all__ = ["append_prototypes", "choose_expert", "find_recipe", "finetune_transfer", "fit_prototypes_run",
+__all__ = ["append_prototypes", "choose_expert", "transfer_recipe", "finetune_transfer", "fit_prototypes_run",
            "init_transfer", "last_validation", "transfer_run"]

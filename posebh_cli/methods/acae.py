@@ -16,11 +16,13 @@ Stage losses: heatmap, consistency.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from posebh_cli.engine.recipe import DatasetSpec, StageSpec
+from posebh_cli.recipe import DatasetSpec, StageSpec
 from posebh_cli.errors import input_error
 from posebh_cli.methods.acae_model import ACAEFile, load_acae
 from posebh_cli.methods.multihead import HEADS, NORMALIZE, heatmap_losses
@@ -42,31 +44,49 @@ def consistency_loss(coords: Tensor, reconstruction: Tensor) -> Tensor:
     return (coords - reconstruction.to(coords) @ coords).abs().mean()
 
 
-class ACAEConsistency:
-    """Multi-head heatmap loss + ACAE consistency of all heads on every image (frozen ACAE)."""
+@dataclass
+class ACAEConfig:
+    """`method_config` of an acae recipe."""
 
-    needs_embedding = False
-    loss_names = ("heatmap", "consistency")
+    acae: str  # the folder written by posebh fit-acae
+    weight: float = 1.0
+    beta: float = 20.0
+    normalize: str = "batch"
+    heads: str = "own"
 
-    def __init__(self, model, datasets: list[DatasetSpec], config: dict, accelerator=None):
-        from posebh_cli.data.codecs import make_codec
-
-        config = dict(config or {})
+    @classmethod
+    def from_dict(cls, raw: dict | None, datasets: list[str] | None = None) -> "ACAEConfig":
+        config = dict(raw or {})
         for key in config:
             if key not in CONFIG_KEYS:
                 raise input_error("recipe", f"unknown key (known: {', '.join(CONFIG_KEYS)})",
                                   field=f"method_config.{key}")
         if not config.get("acae"):
             raise input_error("recipe", "required: the folder written by posebh fit-acae", field="method_config.acae")
-        self.weight = _number(config, "weight", 1.0, low=0.0)
-        self.beta = _number(config, "beta", 20.0, low=0.0, open_low=True)
-        self.normalize = _choice(config, "normalize", "batch", NORMALIZE)
-        self.heads = _choice(config, "heads", "own", HEADS)
+        return cls(acae=str(config["acae"]), weight=_number(config, "weight", 1.0, low=0.0),
+                   beta=_number(config, "beta", 20.0, low=0.0, open_low=True),
+                   normalize=_choice(config, "normalize", "batch", NORMALIZE),
+                   heads=_choice(config, "heads", "own", HEADS))
+
+
+class ACAEConsistency:
+    """Multi-head heatmap loss + ACAE consistency of all heads on every image (frozen ACAE)."""
+
+    needs_embedding = False
+    loss_names = ("heatmap", "consistency")
+    on_start_actions = ()
+    config_class = ACAEConfig
+
+    def __init__(self, model, datasets: list[DatasetSpec], config: dict, accelerator=None):
+        from posebh_cli.data.codecs import make_codec
+
+        parsed = ACAEConfig.from_dict(config)
+        self.weight, self.beta, self.normalize, self.heads = parsed.weight, parsed.beta, parsed.normalize, parsed.heads
         self.model = model
         self.datasets = datasets
         self.accelerator = accelerator
         core = accelerator.unwrap_model(model) if accelerator is not None else model
-        self.acae: ACAEFile = load_acae(config["acae"])
+        self.acae: ACAEFile = load_acae(parsed.acae)
         self.head_indices = self.acae.head_indices(core)
         self.reconstruction = self.acae.reconstruction
         h, w = core.config.img_size

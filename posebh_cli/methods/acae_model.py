@@ -427,7 +427,7 @@ def fit_acae_command(checkpoint: str | Path, recipe_path: str | Path, out: str |
                      min_score: float = 0.2, heads: list[str] | None = None, use_gt: bool = False,
                      batch_size: int = 32, device: str | None = None, seed: int = 0) -> dict:
     """`posebh fit-acae`: export pseudo-GT with every head, fit the ACAE, write ACAE_DIR atomically."""
-    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.methods import load_recipe
     from posebh_cli.models.checkpoint import load_model
 
     out = Path(out)

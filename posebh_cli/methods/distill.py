@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from posebh_cli.engine.recipe import DatasetSpec, Recipe, StageSpec
+from posebh_cli.recipe import DatasetSpec, Recipe, StageSpec
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.methods.multihead import NORMALIZE, masked_joints_mse
 from posebh_cli.skeletons import Skeleton, load_skeleton
@@ -176,6 +176,8 @@ class Distill:
 
     needs_embedding = False
     loss_names = ("heatmap", "kd")
+    on_start_actions = ()
+    config_class = DistillConfig
 
     @classmethod
     def build_model(cls, recipe: Recipe, prepared: list) -> nn.Module:

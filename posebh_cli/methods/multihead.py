@@ -8,10 +8,12 @@ Every head's loss only sees its own dataset's samples (mask by `dataset_idx`). N
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from posebh_cli.engine.recipe import DatasetSpec, StageSpec
+from posebh_cli.recipe import DatasetSpec, StageSpec
 from posebh_cli.errors import PosebhError
 
 NORMALIZE = ("batch", "dataset")
@@ -33,22 +35,39 @@ def masked_joints_mse(pred: Tensor, target: Tensor, weight: Tensor, mask: Tensor
     return err.sum() / (count * k * h * w)
 
 
+@dataclass
+class MultiHeadConfig:
+    """`method_config` of a multihead recipe."""
+
+    normalize: str = "batch"  # batch | dataset
+    heads: str = "own"  # own | all; other heads' rows would be masked out anyway
+
+    @classmethod
+    def from_dict(cls, raw: dict | None, datasets: list[str] | None = None) -> "MultiHeadConfig":
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {"normalize", "heads"})
+        if unknown:
+            raise PosebhError(f"method_config: unknown key {unknown[0]!r} for method multihead (allowed: heads, normalize)")
+        config = cls(**raw)
+        if config.normalize not in NORMALIZE:
+            raise PosebhError(f"method_config: field 'normalize': must be one of {', '.join(NORMALIZE)}, got {config.normalize!r}")
+        if config.heads not in HEADS:
+            raise PosebhError(f"method_config: field 'heads': must be one of {', '.join(HEADS)}, got {config.heads!r}")
+        return config
+
+
 class MultiHead:
     """The baseline objective. Config keys: `normalize` (batch | dataset), `heads` (own | all)."""
 
     needs_embedding = False  # the engine builds the model without the keypoint embedding net
     loss_names = ("heatmap",)
+    on_start_actions = ()
+    config_class = MultiHeadConfig
 
     def __init__(self, model: nn.Module, datasets: list[DatasetSpec], config: dict, accelerator=None):
-        unknown = sorted(set(config) - {"normalize", "heads"})
-        if unknown:
-            raise PosebhError(f"method_config: unknown key {unknown[0]!r} for method multihead (allowed: heads, normalize)")
-        self.normalize = config.get("normalize", "batch")
-        self.heads = config.get("heads", "own")  # other heads' rows would be masked out anyway
-        if self.normalize not in NORMALIZE:
-            raise PosebhError(f"method_config: field 'normalize': must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")
-        if self.heads not in HEADS:
-            raise PosebhError(f"method_config: field 'heads': must be one of {', '.join(HEADS)}, got {self.heads!r}")
+        parsed = MultiHeadConfig.from_dict(config)
+        self.normalize = parsed.normalize
+        self.heads = parsed.heads
         self.model = model  # the prepared (maybe DDP-wrapped) model: call it, never reach inside it
         self.datasets = datasets
 

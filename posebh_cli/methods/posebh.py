@@ -48,7 +48,7 @@ class PoseBHConfig:
     heads: str = "own"  # without CSS: each head on its own rows (as multihead) | on every row (the released code)
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> "PoseBHConfig":
+    def from_dict(cls, raw: dict | None, datasets: list[str] | None = None) -> "PoseBHConfig":
         raw = dict(raw or {})
         known = {f.name: f for f in fields(cls)}
         for key, value in raw.items():
@@ -86,6 +86,8 @@ class PoseBHConfig:
 class PoseBH:
     needs_embedding = True  # the engine builds the model with the keypoint embedding module and prototypes
     loss_names = LOSS_NAMES
+    on_start_actions = ON_START
+    config_class = PoseBHConfig
 
     def __init__(self, model, datasets: list, config: dict, accelerator=None):
         self.model = model

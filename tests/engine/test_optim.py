@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from posebh_cli.engine.optim import build_optimizer, layer_id, lr_at, param_groups, set_lr, warmup_factor
-from posebh_cli.engine.recipe import StageSpec, TrainSpec
+from posebh_cli.recipe import StageSpec, TrainSpec
 
 
 class TinyBackbone(nn.Module):

@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posebh_cli.engine.recipe import load_recipe, recipe_from_dict
+from posebh_cli.methods import load_recipe
+from posebh_cli.recipe import recipe_from_dict
 from posebh_cli.errors import PosebhError
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "posebh_cli" / "recipes"
 
 
 def _minimal(tmp_path: Path) -> dict:

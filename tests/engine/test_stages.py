@@ -1,5 +1,5 @@
 """Freezing per stage on a real (tiny) PoseModel; frozen modules stay in train mode."""
-from posebh_cli.engine.recipe import StageSpec
+from posebh_cli.recipe import StageSpec
 from posebh_cli.engine.stages import apply_stage, group_of
 from posebh_cli.models.pose_model import PoseModel
 from posebh_cli.skeletons import load_skeleton

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from posebh_cli.cli import app
 from posebh_cli.data.prepared import write_prepared
-from posebh_cli.engine.recipe import load_recipe, recipe_from_dict
-from posebh_cli.engine.transfer import find_recipe, finetune_transfer, fit_prototypes_run, init_transfer, transfer_run
+from posebh_cli.methods import load_recipe
+from posebh_cli.recipe import recipe_from_dict
+from posebh_cli.engine.transfer import finetune_transfer, fit_prototypes_run, init_transfer, transfer_recipe, transfer_run
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.inference.predictor import Predictor
@@ -21,7 +22,7 @@ from posebh_cli.models.pose_model import PoseModel
 from posebh_cli.skeletons import Skeleton, load_skeleton
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted((REPO / "recipes").glob("*transfer-*.yaml"))
+RECIPES = sorted((REPO / "posebh_cli" / "recipes").glob("*transfer-*.yaml"))
 SIZE = [32, 32]  # model input of every tiny run here
 
 
@@ -255,13 +256,13 @@ def test_transfer_recipes_follow_the_protocol(path):
         assert recipe.train.epochs == 60 and recipe.train.lr == 5e-4 and recipe.stages[0].epochs == (0, 30)
 
 
-def test_find_recipe():
-    assert find_recipe("3dpw").name == "transfer-3dpw.yaml"
-    assert find_recipe("interhand", "baseline", zoo=True).name == "zoo-transfer-interhand-baseline.yaml"
+def test_transfer_recipe():
+    assert transfer_recipe("3dpw").name == "transfer-3dpw.yaml"
+    assert transfer_recipe("interhand", "baseline", zoo=True).name == "zoo-transfer-interhand-baseline.yaml"
     with pytest.raises(PosebhError, match="neither"):
-        find_recipe("lsp")
+        transfer_recipe("lsp")
     with pytest.raises(PosebhError, match="--protocol"):
-        find_recipe("3dpw", "vitpose")
+        transfer_recipe("3dpw", "vitpose")
 
 
 def _raw(**model_init):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from posebh_cli.engine.recipe import DatasetSpec, StageSpec
+from posebh_cli.recipe import DatasetSpec, StageSpec
 from posebh_cli.errors import PosebhError
 from posebh_cli.methods.acae import ACAEConsistency, consistency_loss, soft_argmax
 from posebh_cli.methods.acae_model import (ACAE, chiral_layout, default_latents, draw_latents, fit_acae, load_acae,
@@ -187,10 +187,10 @@ def test_drawing_latents_enlarges_the_crop():
 def test_acae_recipes_load(name):
     from pathlib import Path
 
-    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.methods import load_recipe
     from posebh_cli.methods.acae import CONFIG_KEYS
 
-    recipe = load_recipe(Path(__file__).parents[2] / "recipes" / f"{name}.yaml", check_paths=False)
+    recipe = load_recipe(Path(__file__).parents[2] / "posebh_cli" / "recipes" / f"{name}.yaml", check_paths=False)
     assert recipe.method == "acae" and recipe.model.init.kind == "ours"
     assert set(recipe.method_config) <= set(CONFIG_KEYS) and recipe.method_config["acae"]
     assert all("consistency" in stage.losses for stage in recipe.stages)

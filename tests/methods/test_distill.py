@@ -92,10 +92,10 @@ def test_config_errors_name_the_key(config, message):
 def test_distill_recipes_load(name):
     from pathlib import Path
 
-    from posebh_cli.engine.recipe import load_recipe
+    from posebh_cli.methods import load_recipe
     from posebh_cli.skeletons.union import channel_map
 
-    recipe = load_recipe(Path(__file__).parents[2] / "recipes" / f"{name}.yaml", check_paths=False)
+    recipe = load_recipe(Path(__file__).parents[2] / "posebh_cli" / "recipes" / f"{name}.yaml", check_paths=False)
     config = DistillConfig.from_dict(recipe.method_config, [d.name for d in recipe.datasets])
     assert load_skeleton(config.union) == UNION and set(config.teachers) == {"coco", "mpii"}
     assert config.gt_weight + sum(config.weight_of(t) for t in config.teachers) == pytest.approx(1.0)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from posebh_cli.engine.recipe import DatasetSpec, StageSpec
+from posebh_cli.recipe import DatasetSpec, StageSpec
 from posebh_cli.errors import PosebhError
 from posebh_cli.methods import METHODS
 from posebh_cli.methods.multihead import MultiHead, masked_joints_mse

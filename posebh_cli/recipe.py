@@ -1,8 +1,12 @@
-"""Training recipes: plain dataclasses read from YAML and validated on load.
+"""Training recipes: plain dataclasses read from YAML and validated on load, and the bundled recipes.
 
 Every problem is reported as a `PosebhError` naming the recipe file and the dotted YAML key
-(`train.lr`, `datasets[2].path`, `stages[1].epochs`). The schema is documented at the top of
-`recipes/vitb.yaml`.
+(`train.lr`, `datasets[2].path`, `stages[1].epochs`). The schema is documented at the top of the bundled
+`posebh_cli/recipes/vitb.yaml` (`posebh recipes show vitb`).
+
+This module checks the recipe's structure. The method-specific parts (`method_config`, stage `losses`,
+`on_start`) are checked by `posebh_cli.methods.load_recipe`, which every command calls: the recipe sits
+below the methods, so it cannot know them.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("no", "fp16", "bf16")
 GROUPS = ("backbone", "heads", "embedding")  # what a stage can make trainable
 PROTOTYPE_MODES = ("update", "frozen")
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"  # the bundled recipes, shipped inside the package
 
 
 @dataclass
@@ -121,10 +126,30 @@ class Recipe:
         return _plain(asdict(self))
 
 
+# ------------------------------------------------------------------ finding
+def bundled_recipes() -> list[str]:
+    """Names of the recipes shipped inside the package (file names without `.yaml`)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: `name_or_path` itself if it exists, else the bundled recipe of that name (`.yaml` optional)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name[:-len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and (RECIPES_DIR / f"{name}.yaml").is_file():
+        return RECIPES_DIR / f"{name}.yaml"
+    raise input_error(path, f"recipe file not found, nor a bundled recipe ({', '.join(bundled_recipes())})")
+
+
 # ------------------------------------------------------------------ loading
-def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
-    """Read, override (`key.sub=value`, `datasets.0.path=...`) and validate a recipe YAML file."""
-    path = Path(path)
+def read_recipe(name_or_path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
+    """Find, read, override (`key.sub=value`, `datasets.0.path=...`) and validate the structure of a recipe.
+
+    Use `posebh_cli.methods.load_recipe`, which also checks the method-specific keys.
+    """
+    path = find_recipe(name_or_path)
     raw = read_yaml(path, "recipe file")
     raw = apply_overrides(raw, overrides or [], path)
     return recipe_from_dict(raw, path, check_paths=check_paths)
