@@ -58,7 +58,7 @@ def quickstart(
     tiny: bool = typer.Option(False, "--tiny", help="A few images and epochs: checks the whole flow in about a minute."),
 ) -> None:
     """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
-    from posebh_cli.quickstart import run_quickstart
+    from posebh_cli.commands.quickstart import run_quickstart
 
     run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=console)
 
@@ -68,31 +68,20 @@ def quickstart(
 @_user_errors
 def skeletons_list() -> None:
     """List the built-in skeletons with their keypoint counts."""
-    from posebh_cli.skeletons import list_skeletons, load_skeleton
+    from posebh_cli.commands.skeletons import skeletons_table
 
-    table = Table(title="Built-in skeletons")
-    for column in ("name", "keypoints", "body plan", "flip pairs", "parts"):
-        table.add_column(column)
-    for name in list_skeletons():
-        sk = load_skeleton(name)
-        table.add_row(name, str(sk.num_keypoints), sk.body_plan, str(len(sk.flip_pairs)), ", ".join(sk.parts) or "-")
-    console.print(table)
+    console.print(skeletons_table())
 
 
 @skeletons_app.command("show")
 @_user_errors
 def skeletons_show(name: str = typer.Argument(..., help="Built-in skeleton name or path to a skeleton YAML file.")) -> None:
     """Show one skeleton: every keypoint with its index, sigma and mirror."""
+    from posebh_cli.commands.skeletons import skeleton_table
     from posebh_cli.skeletons import load_skeleton
 
     sk = load_skeleton(name)
-    flip = sk.flip_indices
-    table = Table(title=f"{sk.name}: {sk.num_keypoints} keypoints ({sk.body_plan})")
-    for column in ("#", "name", "sigma", "mirror"):
-        table.add_column(column)
-    for i, kp in enumerate(sk.keypoints):
-        table.add_row(str(i), kp, f"{sk.sigmas[i]:.4g}", sk.keypoints[flip[i]] if flip[i] != i else "-")
-    console.print(table)
+    console.print(skeleton_table(sk))
     if sk.parts:
         console.print("parts: " + ", ".join(f"{k}=[{a},{b})" for k, (a, b) in sk.parts.items()))
     if sk.notes:
@@ -131,15 +120,10 @@ def synth(
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes that render images (default up to 2)."),
 ) -> None:
     """Generate the synthetic skeleton zoo: every dataset in its native format, plus hidden all-skeleton ground truth."""
-    from posebh_cli.data.synth import synth_command
+    from posebh_cli.commands.synth import synth_command, synth_table
 
     summary = synth_command(str(out), seed, scale, sizes, datasets, image_size, workers)
-    table = Table(title=f"synthetic zoo in {out}")
-    for column in ("dataset", "images per split"):
-        table.add_column(column)
-    for name, splits in summary.items():
-        table.add_row(name, ", ".join(f"{split} {count}" for split, count in splits.items()))
-    console.print(table)
+    console.print(synth_table(out, summary))
 
 
 # ---------------------------------------------------------------- prepare-data
@@ -158,7 +142,7 @@ def prepare_data(
                                               help="COCO detection results for val (coco, coco_wholebody)."),
 ) -> None:
     """Convert a dataset from its native files into a prepared dataset (COCO-style JSON per split + meta.yaml)."""
-    from posebh_cli.data.prepare import prepare_dataset, summary_table
+    from posebh_cli.commands.prepare import prepare_dataset, summary_table
 
     summary = prepare_dataset(fmt, src, out, skip_missing=skip_missing, seed=seed, check_images=check_images,
                               detections=detections)
@@ -179,7 +163,7 @@ def train_mdt(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
 ) -> None:
     """Train one model on the recipe's datasets (multi-head baseline or PoseBH), on 1..N devices."""
-    from posebh_cli.engine.trainer import train_mdt as run
+    from posebh_cli.commands.train import train_mdt as run
 
     run(recipe, out=out, resume=resume, skip_nonfinite=skip_nonfinite, max_steps=max_steps, overrides=set_)
 
@@ -213,7 +197,7 @@ def fit_prototypes(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: best available)."),
 ) -> None:
     """Add a new skeleton to a frozen PoseBH model by fitting its keypoint prototypes (no gradient training)."""
-    from posebh_cli.engine.transfer import fit_prototypes_run
+    from posebh_cli.commands.transfer import fit_prototypes_run
 
     where, metrics = fit_prototypes_run(checkpoint, data, split=split, out=out, max_images=max_images, expert=expert,
                                         epochs=epochs, algorithm=algorithm, batch_size=batch_size,
@@ -232,7 +216,7 @@ def finetune_transfer(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
 ) -> None:
     """Fine-tune a multi-dataset model on a new skeleton with the recipe's transfer protocol."""
-    from posebh_cli.engine.transfer import finetune_transfer as run
+    from posebh_cli.commands.transfer import finetune_transfer as run
 
     where, metrics = run(recipe, out=out, resume=resume, overrides=set_)
     _print_transfer_metrics(f"{where}: last validation", metrics)
@@ -251,7 +235,7 @@ def transfer(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
 ) -> None:
     """Transfer to 3DPW or InterHand2.6M (or any recipe): fit prototypes, then fine-tune (alias of finetune-transfer)."""
-    from posebh_cli.engine.transfer import transfer_run
+    from posebh_cli.commands.transfer import transfer_run
 
     where, metrics = transfer_run(target, protocol=protocol, zoo=zoo, checkpoint=checkpoint, out=out, resume=resume,
                                   overrides=set_, fit=fit, console=err_console)
@@ -276,7 +260,7 @@ def fit_acae(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Fit the affine-combining autoencoder on every head's pseudo-GT (ACAE step 2), for `method: acae`."""
-    from posebh_cli.methods.acae_model import fit_acae_command
+    from posebh_cli.commands.fit_acae import fit_acae_command
 
     summary = fit_acae_command(checkpoint, recipe, out, latents=latents, centre_latents=centre_latents, lam=lam,
                                steps=steps, max_instances=max_instances, min_score=min_score,
@@ -310,7 +294,7 @@ def evaluate(
     output: Optional[Path] = typer.Option(None, "--output", help="Write the metrics as a flat JSON object."),
 ) -> None:
     """Score a results file against annotations, or run a checkpoint on a prepared split."""
-    from posebh_cli.evaluation.command import metrics_table, run_evaluate
+    from posebh_cli.commands.evaluate import metrics_table, run_evaluate
 
     metrics = run_evaluate(results=results, annotations=annotations, skeleton=skeleton, protocol=protocol,
                            checkpoint=checkpoint, data=data, split=split, boxes=boxes, flip=flip, dataset=dataset,
@@ -344,7 +328,7 @@ def predict(
                                         "person in COCO-trained detectors)."),
 ) -> None:
     """Predict keypoints on images, folders or videos: one JSON per input plus overlays."""
-    from posebh_cli.inference.run import run_predict
+    from posebh_cli.commands.predict import run_predict
 
     summary = run_predict(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
                           whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
@@ -365,7 +349,7 @@ def convert_checkpoint(
     split: Optional[str] = typer.Option(None, "--split", help="Write this dataset's plain model (expert merged)."),
 ) -> None:
     """Convert a checkpoint to posebh's format, optionally splitting out one dataset's plain ViT model."""
-    from posebh_cli.models.checkpoint import convert_checkpoint as run_convert
+    from posebh_cli.commands.convert import convert_checkpoint as run_convert
 
     with console.status(f"converting {src}"):
         model = run_convert(src, out, split=split)
@@ -382,7 +366,7 @@ def export(
     out: Path = typer.Option(..., "--out", help="Output file."),
 ) -> None:
     """Export one dataset's heatmap model to ONNX or TorchScript and check parity against PyTorch."""
-    from posebh_cli.models.export import export_model
+    from posebh_cli.commands.export import export_model
 
     with console.status(f"exporting {dataset} to {fmt}"):
         result = export_model(checkpoint, dataset, fmt, out)

@@ -1,12 +1,20 @@
-"""Reading the user's JSON and YAML files: a missing file or a parse error is one line naming the file."""
+"""The one place that reads the user's JSON/YAML files and writes files atomically.
+
+Reading: a missing file or a parse error is one line naming the file. Writing: `atomic_file` / `atomic_folder`
+write under a temporary sibling name and rename at the end, so a failure leaves nothing half-written.
+"""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
-from posebh_cli.errors import input_error
+from posebh_cli.errors import PosebhError, input_error
 
 
 def read_json(path: str | Path, what: str = "file"):
@@ -34,3 +42,50 @@ def read_yaml(path: str | Path, what: str = "file"):
         raise input_error(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
     except UnicodeDecodeError:
         raise input_error(path, "invalid YAML (not UTF-8 text)") from None
+
+
+# ------------------------------------------------------------------ writing: all or nothing
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; it replaces `path` when the block ends without an error.
+
+    A failure (or an interrupt) leaves `path` as it was and no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(out: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; it is renamed to `out` when the block ends without an error.
+
+    Refuses an `out` that exists and is not empty, so a finished folder is never half-overwritten.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise PosebhError(f"{out}: already exists and is not empty; remove it or choose another output folder")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()  # empty (checked above); rename cannot replace a folder on every platform
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, data, indent: int | None = 2) -> Path:
+    """Write JSON atomically (through a temporary sibling); returns the path."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=indent)
+            f.write("\n")
+    return Path(path)

@@ -333,6 +333,33 @@ def _stages(r: _Reader, raw: Any, train: TrainSpec) -> list[StageSpec]:
     return stages
 
 
+def check_number(value: Any, file: str | Path | None, key: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """THE number rule for every config value (recipe keys and each method's `method_config`): a real number
+    (YAML 1.1 reads "1e-3" without a dot as a string, so such a string is accepted), not NaN, within the bounds;
+    the error names the file and the dotted key."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise input_error(file, f"must be a number, got {value!r}", field=key)
+    value = float(value)
+    if value != value or (low is not None and (value < low or (low_open and value == low))):
+        raise input_error(file, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}", field=key)
+    if high is not None and (value > high or (high_open and value == high)):
+        raise input_error(file, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}", field=key)
+    return value
+
+
+def check_choice(value: Any, file: str | Path | None, key: str, options: tuple) -> Any:
+    """`value` when it is one of `options`, else an error naming the file and the dotted key."""
+    if value not in options:
+        raise input_error(file, f"must be one of {', '.join(options)}; got {value!r}", field=key)
+    return value
+
+
 class _Reader:
     """Small typed getters whose errors name the file and the dotted key."""
 
@@ -372,9 +399,7 @@ class _Reader:
 
     def choice(self, raw: dict, name: str, key: str, options: tuple, default: Any = _MISSING) -> str:
         value, dotted = self._get(raw, name, key, default)
-        if value not in options:
-            raise self.error(dotted, f"must be one of {', '.join(options)}; got {value!r}")
-        return value
+        return check_choice(value, self.file, dotted, options)
 
     def boolean(self, raw: dict, name: str, key: str, default: Any = _MISSING) -> bool:
         value, dotted = self._get(raw, name, key, default)
@@ -397,19 +422,7 @@ class _Reader:
         value, dotted = self._get(raw, name, key, default)
         if value is None and default is None:
             return None
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise self.error(dotted, f"must be a number, got {value!r}")
-        value = float(value)
-        if value != value or (low is not None and (value < low or (low_open and value == low))):
-            raise self.error(dotted, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
-        if high is not None and (value > high or (high_open and value == high)):
-            raise self.error(dotted, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}")
-        return value
+        return check_number(value, self.file, dotted, low, high, low_open, high_open)
 
     def size(self, raw: dict, name: str, key: str, default: tuple[int, int]) -> tuple[int, int]:
         value, dotted = self._get(raw, name, key, default)

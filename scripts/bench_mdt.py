@@ -13,7 +13,7 @@
    distillation (a coco_mpii21 student started from the base run's COCO model, taught by its COCO and MPII heads,
    trained on COCO + MPII for as many samples as the other arms see).
 3. Scores every run on each dataset's val split (AP, PCKh for MPII) and cross-skeleton (each head on the other
-   datasets of its body plan, through the zoo's hidden ground truth; posebh_cli/zoo_eval.py). The distill student
+   datasets of its body plan, through the zoo's hidden ground truth; posebh_cli/evaluation/zoo.py). The distill student
    is scored on the datasets its union covers (COCO, MPII), cross-skeleton as COCO on MPII images and back, and
    on the four points COCO does not label, on COCO images (seed 003's Halpe-style protocol).
 4. Writes <out>/results.json (every run) and <out>/results.md (mean ± std over seeds).
@@ -98,7 +98,7 @@ def build_data(out: Path, sizes: dict[str, int], zoo_seed: int, image_size: tupl
 # ------------------------------------------------------------------ recipes
 def make_recipe(template: str, name: str, data: dict[str, Path], args, seed: int, epochs: int,
                 init: Path | None) -> dict:
-    from posebh_cli.quickstart import scale_stages
+    from posebh_cli.commands.quickstart import scale_stages
 
     raw = yaml.safe_load((RECIPES / template).read_text())
     raw["name"] = name
@@ -132,8 +132,8 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
     run_dir/scores.json)."""
     from posebh_cli.inference.evaluate import evaluate_model
     from posebh_cli.inference.predictor import load_checkpoint
-    from posebh_cli.methods.distill import score_extra_points
-    from posebh_cli.zoo_eval import cross_skeleton_scores
+    from posebh_cli.inference.zoo import score_extra_points
+    from posebh_cli.inference.zoo import cross_skeleton_scores
 
     cache = run_dir / "scores.json"
     if cache.is_file():
@@ -168,7 +168,7 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
 
 def fit_acae(base: Path, out: Path, args) -> Path:
     """The ACAE of the base run's heads (`posebh fit-acae`), for the acae arm; kept when already there."""
-    from posebh_cli.methods.acae_model import fit_acae_command
+    from posebh_cli.commands.fit_acae import fit_acae_command
 
     if not (out / "acae.json").is_file():
         fit_acae_command(base, base / "recipe.yaml", out, steps=args.acae_steps, max_instances=500,

@@ -38,7 +38,7 @@ ARCH_NAMES = {"pico": "vit_pico", "tiny": "vit_tiny", "small": "vit_small", "bas
 
 @dataclass
 class Stage:
-    """The fields of engine.recipe.StageSpec a method reads."""
+    """The fields of recipe.StageSpec a method reads."""
 
     losses: tuple
     name: str = "bench"

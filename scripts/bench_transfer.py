@@ -33,7 +33,7 @@ import yaml
 from posebh_cli.data.prepare import prepare_dataset
 from posebh_cli.data.synth import synth_zoo
 from posebh_cli.engine.trainer import train_mdt
-from posebh_cli.engine.transfer import finetune_transfer, fit_prototypes_run, transfer_recipe
+from posebh_cli.commands.transfer import finetune_transfer, fit_prototypes_run, transfer_recipe
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.data.prepared import open_prepared

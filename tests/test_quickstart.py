@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from posebh_cli.cli import app
-from posebh_cli.engine.recipe import recipe_from_dict
+from posebh_cli.recipe import recipe_from_dict
 from posebh_cli.errors import PosebhError
-from posebh_cli.quickstart import (FULL, MDT_DATASETS, TINY, make_zoo, plan_training, quickstart_recipe, run_quickstart,
+from posebh_cli.commands.quickstart import (FULL, MDT_DATASETS, TINY, make_zoo, plan_training, quickstart_recipe, run_quickstart,
                                   scale_stages, seconds_per_step)
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from posebh_cli.cli import app
 from posebh_cli.errors import PosebhError
-from posebh_cli.methods import load_recipe
-from posebh_cli.recipe import RECIPES_DIR, bundled_recipes, find_recipe
+from posebh_cli.methods import METHODS, load_recipe
+from posebh_cli.recipe import METHOD_NAMES, RECIPES_DIR, bundled_recipes, find_recipe
 
 
 def test_find_recipe_by_name_path_and_suffix(tmp_path, monkeypatch):
@@ -21,6 +21,13 @@ def test_find_recipe_by_name_path_and_suffix(tmp_path, monkeypatch):
     with pytest.raises(PosebhError, match="nor a bundled recipe .*zoo-quickstart") as info:
         find_recipe("no-such-recipe")
     assert "\n" not in str(info.value)
+
+
+def test_the_recipe_knows_every_method():
+    assert tuple(METHODS) == METHOD_NAMES
+    for method in METHODS.values():  # what load_recipe relies on
+        assert method.loss_names and isinstance(method.on_start_actions, tuple)
+        assert hasattr(method.config_class, "from_dict")
 
 
 def test_every_bundled_recipe_loads_by_name():

@@ -35,16 +35,3 @@ def prepare_dataset(fmt: str, src: str | Path, out: str | Path, skip_missing: bo
     return {"format": fmt, "out": str(out), "skeleton": result.skeleton.name, "seed": seed,
             "splits": result.counts, "detections": {k: len(v) for k, v in result.detections.items()},
             "notes": notes}
-
-
-def summary_table(summary: dict):
-    """A rich table of a `prepare_dataset` summary: one row per split."""
-    from rich.table import Table
-
-    table = Table(title=f"{summary['format']} → {summary['out']} (skeleton {summary['skeleton']})")
-    for column in ("split", "images", "annotations", "outside image → v=0", "missing, skipped"):
-        table.add_column(column, justify="left" if column == "split" else "right")
-    for split, counts in summary["splits"].items():
-        table.add_row(split, str(counts["images"]), str(counts["annotations"]),
-                      str(counts["invisible_outside_image"]), str(counts["skipped_missing"]))
-    return table

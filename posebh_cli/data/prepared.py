@@ -7,9 +7,6 @@ per-format fields (MPII head_box, InterHand hand_type, video ids, whole-body par
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import numpy as np
 import yaml
 
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.files import read_yaml
+from posebh_cli.files import atomic_folder, read_json, read_yaml
 from posebh_cli.skeletons import Skeleton, list_skeletons, load_skeleton
 
 META_FILE = "meta.yaml"
@@ -61,19 +58,13 @@ class PreparedDataset:
 
     def load_coco(self, split: str) -> dict:
         """The raw COCO dict of a split."""
-        path = self.split_path(split)
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except json.JSONDecodeError as exc:
-            raise input_error(path, f"invalid JSON ({exc})") from None
+        return read_json(self.split_path(split), "split file")
 
     def load_detections(self, split: str) -> list[dict]:
         """Detected boxes stored for a split ([{image_id, bbox xywh, score, category_id}]); [] when none."""
         if split not in self.detections:
             return []
-        with open(self.detections[split], encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(self.detections[split], "detections file")
 
     def instances(self, split: str, labelled_only: bool | None = None) -> list[Instance]:
         """One Instance per annotation of a split.
@@ -205,13 +196,12 @@ def write_prepared(out_dir: str | Path, name: str, skeleton: str | Path | Skelet
     Every category gets the skeleton's keypoint names and 1-based links, so pycocotools and viewers agree.
     """
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
         raise PosebhError(f"{out}: already exists and is not empty; remove it or choose another output folder")
     sk = skeleton if isinstance(skeleton, Skeleton) else load_skeleton(skeleton)
     builtin = sk.name in list_skeletons() and load_skeleton(sk.name) == sk
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         meta = {"name": name, "skeleton": sk.name if builtin else SKELETON_FILE, "source_format": source_format,
                 "image_root": str(image_root), "splits": {}, "counts": {}}
         if not builtin:
@@ -231,12 +221,6 @@ def write_prepared(out_dir: str | Path, name: str, skeleton: str | Path | Skelet
         if notes:
             meta["notes"] = list(notes)
         (tmp / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty (checked above); rename cannot replace it on every platform
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

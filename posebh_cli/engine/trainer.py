@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from pathlib import Path
 
@@ -27,10 +26,10 @@ from posebh_cli.recipe import Recipe
 from posebh_cli.engine.stages import apply_stage
 from posebh_cli.engine.state import Progress as TrainProgress
 from posebh_cli.engine.state import find_state, load_state, progress_dict, save_state
-from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.errors import PosebhError
+from posebh_cli.models.build import build_model
 
 MAIN_METRICS = ("AP", "PCKh", "AUC", "PCK")  # the first one an evaluation returns is "the" metric
-_PER_DATASET = re.compile(r"^(heads\.|.*\.mlp\.experts\.)(\d+)(\..*)$")  # head d / expert d parameters
 
 
 def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bool = False, skip_nonfinite: int = 0,
@@ -56,7 +55,8 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
     if hasattr(method_cls, "build_model"):  # a method that owns its heads (distill: one union-skeleton head)
         model = method_cls.build_model(recipe, prepared)
     else:
-        model = build_model(recipe, prepared, with_embedding=getattr(method_cls, "needs_embedding", False))
+        model = build_model(recipe, [p.skeleton for p in prepared],
+                            with_embedding=getattr(method_cls, "needs_embedding", False))
     optimizer = build_optimizer(model, train)  # before any freezing: frozen params just get no gradient
     loader, sampler, datasets, loader_generator = build_train_loader(recipe, prepared, accelerator)
 
@@ -173,67 +173,6 @@ def make_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
                        gradient_accumulation_steps=recipe.train.grad_accum,
                        log_with="tensorboard" if _has_tensorboard() else None,
                        project_dir=str(run_dir), kwargs_handlers=[ddp])
-
-
-def build_model(recipe: Recipe, prepared: list, with_embedding: bool) -> nn.Module:
-    """PoseModel with one head (and expert) per recipe dataset, initialised as the recipe says."""
-    from posebh_cli.models.pose_model import PoseModel
-
-    spec = recipe.model
-    head_channels = spec.head_channels or 256
-    if spec.init.kind == "transfer":  # the new head starts from the source head's deconvs: same width
-        from posebh_cli.models.checkpoint import head_channels_of
-
-        head_channels = head_channels_of(spec.init.path)
-        if spec.head_channels not in (None, head_channels):
-            raise input_error("recipe", f"the transfer source {spec.init.path} has {head_channels}-channel heads, "
-                              f"the recipe asks for {spec.head_channels}", field="model.head_channels")
-    model = PoseModel(spec.arch, [d.name for d in recipe.datasets], [p.skeleton for p in prepared],
-                      with_embedding=with_embedding, embed_dim=spec.embed_dim,
-                      prototypes_per_keypoint=spec.prototypes_per_keypoint, img_size=spec.img_size,
-                      drop_path_rate=spec.drop_path, head_channels=head_channels)
-    if spec.init.kind == "mae":
-        model.backbone.init_from_file(spec.init.path)
-    elif spec.init.kind == "transfer":  # a new skeleton from a multi-dataset model: engine/transfer.py
-        from posebh_cli.engine.transfer import init_transfer
-
-        init_transfer(model, spec.init.path, spec.init.expert)
-    elif spec.init.kind != "none":
-        init_from_checkpoint(model, spec.init.path)
-    return model
-
-
-def init_from_checkpoint(model: nn.Module, path: str | Path) -> int:
-    """Copy matching tensors from a checkpoint load_model reads (ours or official); returns how many.
-
-    Heads and experts are matched by dataset name, not position, so a recipe may list the checkpoint's datasets
-    in another order or only some of them. The prototype bank is copied only when the dataset lists are equal.
-    """
-    from posebh_cli.models.checkpoint import load_model
-
-    source_model = load_model(path)
-    source, own = source_model.state_dict(), model.state_dict()
-    source_index = {name: i for i, name in enumerate(source_model.datasets)}
-    matched = {}
-    for key, value in own.items():
-        src_key = _source_key(key, model.datasets, source_index)
-        if key.startswith("prototypes.") and source_model.datasets != model.datasets:
-            continue
-        if src_key in source and source[src_key].shape == value.shape:
-            matched[key] = source[src_key]
-    if not matched:
-        raise PosebhError(f"{path}: no tensor matches the recipe's model (is it the right architecture?)")
-    model.load_state_dict(matched, strict=False)
-    return len(matched)
-
-
-def _source_key(key: str, datasets: list[str], source_index: dict[str, int]) -> str | None:
-    """The checkpoint key holding `key`'s weights: per-dataset parts (heads, experts) follow the dataset name."""
-    m = _PER_DATASET.match(key)
-    if m is None:
-        return key
-    name = datasets[int(m.group(2))]
-    return None if name not in source_index else f"{m.group(1)}{source_index[name]}{m.group(3)}"
 
 
 def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator):

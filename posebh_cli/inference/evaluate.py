@@ -6,7 +6,6 @@ OKS-NMS, as in the COCO person protocol. Nothing is written to disk.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from tqdm import tqdm
 from posebh_cli.data.prepared import PreparedDataset, open_prepared
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.evaluation import evaluate_predictions, protocol_for
+from posebh_cli.files import read_json
 from posebh_cli.inference.io import read_image
 from posebh_cli.inference.nms import nms_instances
 from posebh_cli.inference.predictor import Predictor, load_checkpoint
@@ -39,10 +39,7 @@ def _detection_boxes(boxes: str | Path | list, score_thr: float) -> dict[int, li
     """Per image id, the detections at or above `score_thr` from a COCO detection list (or its file)."""
     source = boxes if isinstance(boxes, (str, Path)) else "<boxes>"
     if isinstance(boxes, (str, Path)):
-        try:
-            boxes = json.loads(Path(boxes).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise input_error(source, f"cannot read the detections ({exc})") from None
+        boxes = read_json(boxes, "detections file")
     if not isinstance(boxes, list):
         raise input_error(source, "expected a list of {image_id, bbox, score}")
     out: dict[int, list[dict]] = {}

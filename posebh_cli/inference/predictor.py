@@ -11,7 +11,6 @@ Two sources of heatmaps:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +22,9 @@ from posebh_cli.data.codecs import make_codec
 from posebh_cli.data.dataset import normalise  # the same normalisation as training
 from posebh_cli.data.topdown import box_to_center_scale, flip_heatmaps, get_warp_matrix, input_to_image, warp_image
 from posebh_cli.errors import PosebhError
+from posebh_cli.files import read_json
 from posebh_cli.inference.nms import rescore
+from posebh_cli.models.prototypes import bank_entries
 from posebh_cli.skeletons import Skeleton, list_skeletons, load_skeleton
 
 BOX_PADDING = 1.25
@@ -44,20 +45,9 @@ class Target:
 
 def _bank_entries(model) -> list[tuple[str, Skeleton, int]]:
     """(name, skeleton, global offset) of every skeleton in the prototype bank, in bank order."""
-    bank = getattr(model, "prototypes", None)
-    if bank is None:
+    if getattr(model, "prototypes", None) is None:
         raise PosebhError("this checkpoint has no prototype bank; use the heatmap heads (drop --prototypes)")
-    # A bank that lists its own skeletons (e.g. grown by fit-prototypes) is read as such; otherwise its rows
-    # are the model's dataset skeletons in head order, as the architecture contract states.
-    names = list(getattr(bank, "names", None) or model.datasets)
-    skeletons = list(getattr(bank, "skeletons", None) or model.skeletons)
-    offsets, start = [], 0
-    for sk in skeletons:
-        offsets.append(start)
-        start += sk.num_keypoints
-    if start != bank.num_keypoints:
-        raise PosebhError(f"the prototype bank has {bank.num_keypoints} keypoints but its skeletons add up to {start}")
-    return list(zip(names, skeletons, offsets))
+    return bank_entries(model)
 
 
 def _match(name: str | None, skeleton: Skeleton | str | None, entries: list[tuple[str, Skeleton]]) -> int:
@@ -135,7 +125,7 @@ def load_checkpoint(path: str | Path, device: str | None = None):
     meta_path = path / META_NAME if path.is_dir() else path.parent / META_NAME
     recipe = None
     if meta_path.is_file():
-        recipe = json.loads(meta_path.read_text()).get("recipe")
+        recipe = read_json(meta_path, "checkpoint metadata").get("recipe")
     return model, recipe if isinstance(recipe, dict) else None
 
 

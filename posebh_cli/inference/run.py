@@ -21,6 +21,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import read_json
 from posebh_cli.inference import draw, io
 from posebh_cli.inference.nms import nms_instances
 from posebh_cli.inference.predictor import Predictor, load_checkpoint
@@ -46,10 +47,7 @@ class BoxIndex:
 def load_boxes(path: str | Path, score_thr: float = 0.0) -> BoxIndex:
     """Read a COCO detection list or a COCO dict; boxes under `score_thr` are dropped."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise input_error(path, f"cannot read the box file ({exc})") from None
+    data = read_json(path, "box file")
     names: dict[int, str] = {}
     if isinstance(data, dict):
         names = {img.get("id"): Path(str(img.get("file_name", ""))).name for img in data.get("images", [])}

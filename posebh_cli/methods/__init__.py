@@ -14,11 +14,11 @@ from posebh_cli.methods.base import Method
 from posebh_cli.methods.distill import Distill
 from posebh_cli.methods.multihead import MultiHead
 from posebh_cli.methods.posebh import PoseBH
-from posebh_cli.recipe import METHOD_NAMES, Recipe, find_recipe, read_recipe
+from posebh_cli.recipe import Recipe, find_recipe, read_recipe
 
+# The recipe validates `method` against recipe.METHOD_NAMES, the same names (tests/test_recipes.py checks).
 METHODS: dict[str, type[Method]] = {"multihead": MultiHead, "posebh": PoseBH, "acae": ACAEConsistency,
                                     "distill": Distill}
-assert tuple(METHODS) == METHOD_NAMES  # the recipe validates `method` against the same names
 
 
 def check_method(recipe: Recipe, file: str | Path | None = None) -> None:

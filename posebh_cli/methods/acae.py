@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from posebh_cli.recipe import DatasetSpec, StageSpec
+from posebh_cli.recipe import DatasetSpec, StageSpec, check_choice, check_number
 from posebh_cli.errors import input_error
-from posebh_cli.methods.acae_model import ACAEFile, load_acae
+from posebh_cli.models.acae import ACAEFile, load_acae
 from posebh_cli.methods.multihead import HEADS, NORMALIZE, heatmap_losses
 
 CONFIG_KEYS = ("acae", "weight", "beta", "normalize", "heads")
@@ -63,10 +63,12 @@ class ACAEConfig:
                                   field=f"method_config.{key}")
         if not config.get("acae"):
             raise input_error("recipe", "required: the folder written by posebh fit-acae", field="method_config.acae")
-        return cls(acae=str(config["acae"]), weight=_number(config, "weight", 1.0, low=0.0),
-                   beta=_number(config, "beta", 20.0, low=0.0, open_low=True),
-                   normalize=_choice(config, "normalize", "batch", NORMALIZE),
-                   heads=_choice(config, "heads", "own", HEADS))
+        return cls(acae=str(config["acae"]),
+                   weight=check_number(config.get("weight", 1.0), "recipe", "method_config.weight", low=0.0),
+                   beta=check_number(config.get("beta", 20.0), "recipe", "method_config.beta", low=0.0, low_open=True),
+                   normalize=check_choice(config.get("normalize", "batch"), "recipe", "method_config.normalize",
+                                          NORMALIZE),
+                   heads=check_choice(config.get("heads", "own"), "recipe", "method_config.heads", HEADS))
 
 
 class ACAEConsistency:
@@ -134,21 +136,6 @@ class ACAEConsistency:
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def _number(config: dict, key: str, default: float, low: float, open_low: bool = False) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (open_low and value == low):
-        raise input_error("recipe", f"must be a number {'>' if open_low else '>='} {low:g}, got {value!r}",
-                          field=f"method_config.{key}")
-    return float(value)
-
-
-def _choice(config: dict, key: str, default: str, options: tuple) -> str:
-    value = config.get(key, default)
-    if value not in options:
-        raise input_error("recipe", f"must be one of {', '.join(options)}, got {value!r}", field=f"method_config.{key}")
-    return value
 
 
 __all__ = ["ACAEConsistency", "soft_argmax", "consistency_loss"]

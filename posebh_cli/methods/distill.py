@@ -23,16 +23,13 @@ Stage losses: heatmap, kd.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from posebh_cli.recipe import DatasetSpec, Recipe, StageSpec
+from posebh_cli.recipe import DatasetSpec, Recipe, StageSpec, check_number
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.methods.multihead import NORMALIZE, masked_joints_mse
 from posebh_cli.skeletons import Skeleton, load_skeleton
@@ -40,7 +37,6 @@ from posebh_cli.skeletons.union import Mapping, channel_map, check_mapping, load
 
 CONFIG_KEYS = ("teachers", "union", "mapping", "gt_weight", "teacher_weights", "beta", "decay", "normalize")
 DECAYS = ("linear", "none")
-EXTRA_POINTS = ("pelvis", "thorax", "upper_neck", "head_top")  # coco_mpii21 points COCO does not label
 
 
 def kd_loss(student: Tensor, teacher: Tensor, beta: float) -> Tensor:
@@ -90,7 +86,8 @@ class DistillConfig:
         if weights is not None:
             if not isinstance(weights, dict) or set(weights) != set(teachers):
                 raise _config_error("teacher_weights", f"give one weight per teacher ({', '.join(teachers)})")
-            weights = {k: _number(weights, k, None, 0.0, f"teacher_weights.{k}") for k in weights}
+            weights = {k: check_number(v, "recipe", f"method_config.teacher_weights.{k}", low=0.0)
+                       for k, v in weights.items()}
         decay = raw.get("decay", "linear")
         normalize = raw.get("normalize", "batch")
         if decay not in DECAYS:
@@ -101,8 +98,10 @@ class DistillConfig:
         if union is not None and (not isinstance(union, str) or not union):
             raise _config_error("union", f"must be a skeleton name or YAML path, got {union!r}")
         return cls(teachers=dict(teachers), union=union, mapping=mapping,
-                   gt_weight=_number(raw, "gt_weight", 0.3, 0.0, "gt_weight"), teacher_weights=weights,
-                   beta=_number(raw, "beta", 10.0, 0.0, "beta", open_low=True), decay=decay, normalize=normalize)
+                   gt_weight=check_number(raw.get("gt_weight", 0.3), "recipe", "method_config.gt_weight", low=0.0),
+                   teacher_weights=weights,
+                   beta=check_number(raw.get("beta", 10.0), "recipe", "method_config.beta", low=0.0, low_open=True),
+                   decay=decay, normalize=normalize)
 
     def weight_of(self, teacher: str) -> float:
         if self.teacher_weights is not None:
@@ -112,13 +111,6 @@ class DistillConfig:
 
 def _config_error(key: str, problem: str) -> PosebhError:
     return input_error("recipe", problem, field=f"method_config.{key}")
-
-
-def _number(raw: dict, key: str, default, low: float, name: str, open_low: bool = False) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (open_low and value == low):
-        raise _config_error(name, f"must be a number {'>' if open_low else '>='} {low:g}, got {value!r}")
-    return float(value)
 
 
 def resolve_union(config: DistillConfig, skeletons: list[Skeleton]) -> Skeleton:
@@ -182,7 +174,7 @@ class Distill:
     @classmethod
     def build_model(cls, recipe: Recipe, prepared: list) -> nn.Module:
         """The student: one union head, no experts (every dataset shares the whole network)."""
-        from posebh_cli.engine.trainer import init_from_checkpoint
+        from posebh_cli.models.build import init_model
         from posebh_cli.models.pose_model import PoseModel
 
         names = [d.name for d in recipe.datasets]
@@ -199,10 +191,7 @@ class Distill:
         spec = recipe.model
         model = PoseModel(spec.arch, [union.name], [union], num_experts=0, with_embedding=False,
                           img_size=spec.img_size, drop_path_rate=spec.drop_path, head_channels=spec.head_channels or 256)
-        if spec.init.kind == "mae":
-            model.backbone.init_from_file(spec.init.path)
-        elif spec.init.kind != "none":
-            init_from_checkpoint(model, spec.init.path)
+        init_model(model, spec.init)
         return model
 
     def __init__(self, model, datasets: list[DatasetSpec], config: dict, accelerator=None):
@@ -265,74 +254,4 @@ class Distill:
         self.decay = float(state.get("decay", 1.0))
 
 
-# ------------------------------------------------------------------ Halpe-style scoring on the zoo
-def find_zoo_groundtruth(prepared) -> Path:
-    """`.zoo_groundtruth.json` of a zoo dataset: in the prepared dataset's image root or one of its parents."""
-    root = Path(prepared.image_root).resolve()
-    for folder in (root, *root.parents[:2]):
-        if (folder / ".zoo_groundtruth.json").is_file():
-            return folder / ".zoo_groundtruth.json"
-    raise input_error(prepared.root, "no .zoo_groundtruth.json beside its images (only posebh synth writes one)",
-                      field="image_root")
-
-
-def _nearest_figure(figures: list[dict], bbox) -> dict | None:
-    best, best_dist = None, None
-    for fig in figures:
-        dist = float(np.abs(np.asarray(fig["bbox"], dtype=float) - np.asarray(bbox, dtype=float)).sum())
-        if best_dist is None or dist < best_dist:
-            best, best_dist = fig, dist
-    return best
-
-
-def score_extra_points(model, prepared, split: str = "val", points: tuple[str, ...] = EXTRA_POINTS,
-                       skeleton: str | Skeleton = "coco_mpii21", groundtruth: str | Path | None = None,
-                       flip: bool = True, batch_size: int = 32, max_images: int | None = None,
-                       device: str | None = None) -> dict[str, float]:
-    """OKS AP of the `points` a union head predicts beyond a dataset's labels, against the zoo's hidden GT.
-
-    Predicts `skeleton` (the head with that skeleton) on the GT boxes of `split`, pairs each box with the figure of
-    `.zoo_groundtruth.json` whose box is nearest, and scores only `points` with the skeleton's sigmas (COCO AP
-    keys; area = the annotation's area). The Halpe protocol of seed 003 on the synthetic zoo.
-    """
-    from posebh_cli.data.prepared import PreparedDataset, open_prepared
-    from posebh_cli.evaluation.coco_oks import coco_ap
-    from posebh_cli.inference.evaluate import gt_boxes, predict_split, subset_images
-    from posebh_cli.inference.predictor import Predictor
-
-    if not isinstance(prepared, PreparedDataset):
-        prepared = open_prepared(prepared)
-    union = skeleton if isinstance(skeleton, Skeleton) else load_skeleton(skeleton)
-    index = [union.index(p) for p in points]
-    gt_path = Path(groundtruth) if groundtruth is not None else find_zoo_groundtruth(prepared)
-    hidden = json.loads(gt_path.read_text())
-    if union.name not in hidden.get("skeletons", []):
-        raise input_error(gt_path, f"holds no keypoints of skeleton '{union.name}'", field="skeletons")
-    coco = prepared.load_coco(split)
-    images = sorted(coco.get("images", []), key=lambda im: im["id"])[:max_images]
-    coco = subset_images(coco, [im["id"] for im in images])
-    was_training = model.training
-    try:
-        predictor = Predictor(model, skeleton=union, device=device, batch_size=batch_size, flip=flip)
-        results = predict_split(predictor, prepared, split, images, gt_boxes(coco), use_nms=False)
-    finally:
-        model.train(was_training)
-    names = {im["id"]: Path(im["file_name"]).name for im in images}
-    annotations = []
-    for ann in coco["annotations"]:
-        figure = _nearest_figure(hidden["images"].get(names[ann["image_id"]], []), ann["bbox"])
-        if figure is None or ann.get("iscrowd", 0):
-            continue
-        kps = np.asarray(figure["keypoints"][union.name], dtype=float)[index]
-        annotations.append({**ann, "keypoints": kps.reshape(-1).tolist(), "num_keypoints": int((kps[:, 2] > 0).sum())})
-    gt = {"images": coco["images"], "annotations": annotations,
-          "categories": [{"id": 1, "name": "person", "keypoints": list(points)}]}
-    for result in results:
-        kps = np.asarray(result["keypoints"], dtype=float).reshape(-1, 3)[index]
-        result["keypoints"] = kps.reshape(-1).tolist()
-        result["category_id"] = 1
-    return coco_ap(gt, results, [union.sigmas[i] for i in index])
-
-
-__all__ = ["Distill", "DistillConfig", "kd_loss", "kd_decay", "load_teacher", "teacher_heatmaps", "resolve_union",
-           "score_extra_points", "find_zoo_groundtruth", "EXTRA_POINTS"]
+__all__ = ["Distill", "DistillConfig", "kd_loss", "kd_decay", "load_teacher", "teacher_heatmaps", "resolve_union"]

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from posebh_cli.errors import input_error
+from posebh_cli.recipe import check_number
 from posebh_cli.methods import prototype_ops as ops
 from posebh_cli.methods.multihead import HEADS, NORMALIZE, heatmap_losses, masked_joints_mse
 from posebh_cli.methods.prototype_ops import Clusters, Foreground
@@ -60,10 +61,10 @@ class PoseBHConfig:
                     raise input_error("recipe", f"must be one of {', '.join(options)}, got {value!r}",
                                       field=f"method_config.{key}")
                 continue
-            kind = int if known[key].type == "int" else float
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-                raise input_error("recipe", f"expected a number, got {value!r}", field=f"method_config.{key}")
-            raw[key] = kind(value)
+            number = check_number(value, "recipe", f"method_config.{key}")
+            if known[key].type == "int" and number != int(number):
+                raise input_error("recipe", f"must be an integer, got {value!r}", field=f"method_config.{key}")
+            raw[key] = int(number) if known[key].type == "int" else number
         config = cls(**raw)
         config._check_ranges()
         return config

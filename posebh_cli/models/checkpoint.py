@@ -8,7 +8,6 @@ Official mmcv `.pth` files (ViTPose, ViTPose++, PoseBH) go through `official.py`
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -16,7 +15,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.models.pose_model import ModelConfig, PoseModel
+from posebh_cli.files import atomic_file
+from posebh_cli.models.pose_model import ModelConfig, PoseModel, load_state_strict
 from posebh_cli.skeletons import skeleton_from_dict
 
 FORMAT_VERSION = 1
@@ -48,16 +48,10 @@ def save_checkpoint(model: PoseModel, out_dir: str | Path, recipe: dict | None =
     meta = checkpoint_meta(model, recipe, extra)
     text = json.dumps(meta, indent=2)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_weights = out_dir / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
-    tmp_meta = out_dir / f".{META_NAME}.tmp{os.getpid()}"
-    try:
-        save_file(state, str(tmp_weights), metadata={"posebh": text})
-        tmp_meta.write_text(text + "\n")
-        os.replace(tmp_weights, out_dir / WEIGHTS_NAME)
-        os.replace(tmp_meta, out_dir / META_NAME)
-    finally:
-        for tmp in (tmp_weights, tmp_meta):
-            tmp.unlink(missing_ok=True)
+    with atomic_file(out_dir / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"posebh": text})
+    with atomic_file(out_dir / META_NAME) as tmp:
+        tmp.write_text(text + "\n")
     return out_dir
 
 
@@ -72,14 +66,9 @@ def convert_checkpoint(src: str | Path, out: str | Path, split: str | None = Non
     extra = {"converted_from": str(src)} | ({"split": split} if split else {})
     out = Path(out)
     if out.suffix == ".safetensors":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        try:
+        with atomic_file(out) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp), metadata={"posebh": json.dumps(checkpoint_meta(model, None, extra))})
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
     else:
         save_checkpoint(model, out, extra=extra)
     return model
@@ -162,30 +151,3 @@ def _load_ours(weights: Path) -> PoseModel:
         raise input_error(weights, f"cannot read safetensors file ({exc})") from None
     load_state_strict(model, state, weights)
     return model
-
-
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """load_state_dict(strict=True, assign=True), but a mismatch is one PosebhError line naming keys and shapes.
-
-    Tensors are assigned (the model may live on the meta device); floating ones are cast to the model's dtype.
-    """
-    problem = state_mismatch(model, state)
-    if problem:
-        raise input_error(source, problem)
-    own = model.state_dict()
-    state = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-
-
-def state_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
-    """'' when `state` fits `model` exactly, else a short description of missing/unexpected/mis-shaped keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
-        if items:
-            parts.append(f"{label} {len(items)}: " + ", ".join(items[:3]) + (", ..." if len(items) > 3 else ""))
-    return "; ".join(parts)

@@ -4,7 +4,6 @@ The exported graph maps ImageNet-normalised crops [B, 3, H, W] to heatmaps [B, K
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import atomic_file
 from posebh_cli.models.pose_model import PoseModel
 
 FORMATS = ("onnx", "torchscript")
@@ -58,9 +58,7 @@ def export_model(checkpoint: str | Path, dataset: str, fmt: str, out: str | Path
     with torch.no_grad():
         expected = module(images)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    with atomic_file(out) as tmp:  # a file that fails the parity check never appears at `out`
         if fmt == "onnx":
             _export_onnx(module, images, tmp)
             got = _run_onnx(tmp, images)
@@ -70,9 +68,6 @@ def export_model(checkpoint: str | Path, dataset: str, fmt: str, out: str | Path
         diff = float((got - expected).abs().max())
         if not diff <= tolerance:
             raise input_error(out, f"parity check failed: max abs difference {diff:.3g} > {tolerance:g}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(out, dataset, single.skeletons[0].num_keypoints, diff)
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from posebh_cli.errors import input_error
-from posebh_cli.models.checkpoint import load_state_strict
-from posebh_cli.models.pose_model import ModelConfig, PoseModel
+from posebh_cli.models.pose_model import ModelConfig, PoseModel, load_state_strict
 from posebh_cli.models.vit import ARCHS, token_grid
 from posebh_cli.skeletons import Skeleton, load_skeleton
 

@@ -6,12 +6,13 @@ Dataset d owns head d, expert d (when the backbone has experts) and the prototyp
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from posebh_cli.errors import PosebhError
+from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.models.heads import HeatmapHead, KeypointEmbedding
 from posebh_cli.models.prototypes import PrototypeBank
 from posebh_cli.models.vit import ARCHS, create_vit
@@ -205,4 +206,31 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ModelConfig", "PoseModel", "count_parameters", "ARCHS"]
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """load_state_dict(strict=True, assign=True), but a mismatch is one PosebhError line naming keys and shapes.
+
+    Tensors are assigned (the model may live on the meta device); floating ones are cast to the model's dtype.
+    """
+    problem = state_mismatch(model, state)
+    if problem:
+        raise input_error(source, problem)
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def state_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """'' when `state` fits `model` exactly, else a short description of missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
+        if items:
+            parts.append(f"{label} {len(items)}: " + ", ".join(items[:3]) + (", ..." if len(items) > 3 else ""))
+    return "; ".join(parts)
+
+
+__all__ = ["ModelConfig", "PoseModel", "count_parameters", "load_state_strict", "state_mismatch", "ARCHS"]

@@ -10,6 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
+from posebh_cli.errors import PosebhError
+from posebh_cli.skeletons import Skeleton
+
 
 class PrototypeBank(nn.Module):
     def __init__(self, num_keypoints: int, prototypes_per_keypoint: int = 3, embed_dim: int = 64):
@@ -39,3 +42,21 @@ class PrototypeBank(nn.Module):
         bank = self.prototypes if keypoints is None else self.prototypes[keypoints]
         sim = torch.einsum("bfhw,jmf->bjmhw", F.normalize(embeddings, dim=1), bank)
         return sim.amax(dim=2)
+
+
+def bank_entries(model) -> list[tuple[str, Skeleton, int]]:
+    """(name, skeleton, first global row) of every skeleton block in a model's prototype bank, in bank order.
+
+    A bank that lists its own skeletons (e.g. grown by fit-prototypes) is read as such; otherwise its rows are the
+    model's dataset skeletons in head order, as the architecture contract states.
+    """
+    bank = model.prototypes
+    names = list(getattr(bank, "names", None) or model.datasets)
+    skeletons = list(getattr(bank, "skeletons", None) or model.skeletons)
+    offsets, start = [], 0
+    for sk in skeletons:
+        offsets.append(start)
+        start += sk.num_keypoints
+    if start != bank.num_keypoints:
+        raise PosebhError(f"the prototype bank has {bank.num_keypoints} keypoints but its skeletons add up to {start}")
+    return list(zip(names, skeletons, offsets))

@@ -161,15 +161,6 @@ class ViT(nn.Module):
         x = self.last_norm(x)
         return x.transpose(1, 2).reshape(B, self.embed_dim, *self.grid_size)
 
-    def layer_id(self, name: str) -> int:
-        """Layer index for layer-wise lr decay: embeddings 0, blocks.i -> i + 1, everything else depth + 1."""
-        name = name.removeprefix("backbone.")
-        if name.startswith(("pos_embed", "patch_embed")):
-            return 0
-        if name.startswith("blocks."):
-            return int(name.split(".")[1]) + 1
-        return self.depth + 1
-
     def init_from_file(self, path: str | Path) -> None:
         """Initialise from a local timm / MAE ViT weights file (.pth, .pt, .safetensors).
 
@@ -277,28 +268,3 @@ def create_vit(arch: str, img_size: tuple[int, int] = (256, 192), num_experts: i
     return ViT(img_size=img_size, embed_dim=size.embed_dim, depth=size.depth, num_heads=size.num_heads,
                num_experts=num_experts, part_features=size.part_features if num_experts else 0,
                drop_path_rate=size.drop_path_rate if drop_path_rate is None else drop_path_rate)
-
-
-def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
-    """AdamW parameter groups with layer-wise lr decay (lr * decay^(L + 1 - layer_id)), as in ViTPose.
-
-    `model` is a ViT or anything holding one as `.backbone` (a PoseModel): parameters outside the backbone (heads,
-    embedding) get layer L + 1, i.e. the full lr. No weight decay on 1-D parameters, biases and pos_embed.
-    Frozen parameters are left out.
-    """
-    vit = model if isinstance(model, ViT) else model.backbone
-    in_backbone = isinstance(model, ViT)
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        layer = vit.layer_id(name) if in_backbone or name.startswith("backbone.") else vit.depth + 1
-        no_decay = param.ndim == 1 or name.endswith(".bias") or name.endswith("pos_embed")
-        scale = layer_decay ** (vit.depth + 1 - layer)
-        group = groups.setdefault((layer, no_decay), {
-            "params": [], "names": [], "layer_id": layer, "lr_scale": scale, "lr": lr * scale,
-            "weight_decay": 0.0 if no_decay else weight_decay,
-        })
-        group["params"].append(param)
-        group["names"].append(name)
-    return [groups[k] for k in sorted(groups)]

@@ -12,8 +12,10 @@ import scipy.io
 from pycocotools.coco import COCO
 from typer.testing import CliRunner
 
-from posebh_cli.data import synth, synth_render
-from posebh_cli.data.synth import DATASETS, ImageJob, make_image, synth_zoo
+from posebh_cli.commands import synth as synth_command
+from posebh_cli.data.synth import render as synth_render
+from posebh_cli.data.synth import zoo as synth
+from posebh_cli.data.synth.zoo import DATASETS, ImageJob, make_image, synth_zoo
 from posebh_cli.errors import PosebhError
 from posebh_cli.skeletons import load_skeleton
 
@@ -257,9 +259,9 @@ def test_bad_options_raise_user_errors(tmp_path):
     with pytest.raises(PosebhError, match="unknown dataset"):
         synth_zoo(tmp_path / "a", datasets=["nope"], progress=False)
     with pytest.raises(PosebhError, match="--sizes"):
-        synth.parse_sizes("coco=lots")
+        synth_command.parse_sizes("coco=lots")
     with pytest.raises(PosebhError, match="--image-size"):
-        synth.parse_image_size("256by192")
+        synth_command.parse_image_size("256by192")
     (tmp_path / "b" / "coco").mkdir(parents=True)
     with pytest.raises(PosebhError, match="already exist"):
         synth_zoo(tmp_path / "b", datasets=["coco"], sizes={"coco": 1}, workers=1, progress=False)
@@ -304,7 +306,7 @@ def test_prepare_data_reads_every_synthetic_dataset(zoo, tmp_path):
 
 
 def test_figures_whose_written_box_is_empty_get_no_annotation():
-    from posebh_cli.data.synth_writers import _annotated_box
+    from posebh_cli.data.synth.writers import _annotated_box
 
     assert _annotated_box({"bbox": [10.0, 5.0, 20.0, 30.0], "area": 600.0}) == [10.0, 5.0, 20.0, 30.0]
     assert _annotated_box({"bbox": [191.996, 5.0, 0.004, 30.0], "area": 0.1}) is None  # rounds to zero width

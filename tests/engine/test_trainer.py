@@ -162,7 +162,7 @@ def test_two_process_torchrun_on_cpu(tiny, tmp_path):
 
 
 def test_init_from_checkpoint_matches_heads_and_experts_by_dataset_name(tmp_path):
-    from posebh_cli.engine.trainer import init_from_checkpoint
+    from posebh_cli.models.build import init_from_checkpoint
     from posebh_cli.models.checkpoint import save_checkpoint
     from posebh_cli.models.pose_model import PoseModel
     from posebh_cli.skeletons import load_skeleton

@@ -13,7 +13,8 @@ from posebh_cli.cli import app
 from posebh_cli.data.prepared import write_prepared
 from posebh_cli.methods import load_recipe
 from posebh_cli.recipe import recipe_from_dict
-from posebh_cli.engine.transfer import finetune_transfer, fit_prototypes_run, init_transfer, transfer_recipe, transfer_run
+from posebh_cli.commands.transfer import finetune_transfer, fit_prototypes_run, transfer_recipe, transfer_run
+from posebh_cli.models.transfer import init_transfer
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.inference.predictor import Predictor

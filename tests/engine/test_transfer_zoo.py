@@ -6,7 +6,7 @@ import yaml
 from posebh_cli.data.prepare import prepare_dataset
 from posebh_cli.data.synth import synth_zoo
 from posebh_cli.engine.trainer import train_mdt
-from posebh_cli.engine.transfer import fit_prototypes_run
+from posebh_cli.commands.transfer import fit_prototypes_run
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.inference.predictor import load_checkpoint
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from posebh_cli.cli import app
-from posebh_cli.evaluation.command import metrics_table
+from posebh_cli.commands.evaluate import metrics_table
 
 
 def run_cli(*args):

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from posebh_cli.recipe import DatasetSpec, StageSpec
 from posebh_cli.errors import PosebhError
 from posebh_cli.methods.acae import ACAEConsistency, consistency_loss, soft_argmax
-from posebh_cli.methods.acae_model import (ACAE, chiral_layout, default_latents, draw_latents, fit_acae, load_acae,
+from posebh_cli.models.acae import (ACAE, chiral_layout, default_latents, draw_latents, fit_acae, load_acae,
                                            prediction_latents, save_acae, split_latents)
 from posebh_cli.skeletons import load_skeleton
 

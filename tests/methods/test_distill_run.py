@@ -10,7 +10,7 @@ from posebh_cli.data.synth import synth_zoo
 from posebh_cli.engine.trainer import train_mdt
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.evaluate import evaluate_model
-from posebh_cli.methods.distill import score_extra_points
+from posebh_cli.inference.zoo import score_extra_points
 from posebh_cli.models.checkpoint import load_model, save_checkpoint
 from posebh_cli.models.pose_model import PoseModel
 from posebh_cli.skeletons import load_skeleton

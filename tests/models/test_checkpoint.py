@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from posebh_cli import load_model
 from posebh_cli.cli import app
 from posebh_cli.errors import PosebhError
-from posebh_cli.models.checkpoint import save_checkpoint, state_mismatch
+from posebh_cli.models.checkpoint import save_checkpoint
+from posebh_cli.models.pose_model import state_mismatch
 from posebh_cli.models.official import convert_official_state
 from posebh_cli.models.pose_model import PoseModel
 

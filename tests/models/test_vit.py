@@ -3,7 +3,7 @@ import torch
 
 from posebh_cli.errors import PosebhError
 from posebh_cli.models.pose_model import PoseModel, count_parameters
-from posebh_cli.models.vit import ARCHS, create_vit, param_groups, token_grid
+from posebh_cli.models.vit import ARCHS, create_vit, token_grid
 
 from model_builders import SIX, skeletons
 
@@ -88,24 +88,6 @@ def test_bad_dataset_idx():
         vit(torch.randn(1, 3, 64, 48), torch.tensor([2]))
     with pytest.raises(PosebhError):
         create_vit("vit_gigantic")
-
-
-def test_layer_ids_and_param_groups():
-    model = PoseModel("vit_pico", ["coco", "aic"], skeletons(["coco", "aic"]), img_size=(64, 48))
-    vit = model.backbone
-    assert vit.layer_id("backbone.pos_embed") == 0
-    assert vit.layer_id("backbone.patch_embed.proj.weight") == 0
-    assert vit.layer_id("backbone.blocks.2.mlp.fc1.weight") == 3
-    assert vit.layer_id("backbone.last_norm.weight") == 5
-    groups = param_groups(model, lr=1e-3, weight_decay=0.1, layer_decay=0.75)
-    by_name = {n: g for g in groups for n in g["names"]}
-    assert by_name["backbone.pos_embed"]["weight_decay"] == 0.0
-    assert by_name["backbone.blocks.0.attn.qkv.bias"]["weight_decay"] == 0.0
-    assert by_name["backbone.blocks.0.attn.qkv.weight"]["weight_decay"] == 0.1
-    assert by_name["backbone.patch_embed.proj.weight"]["lr"] == pytest.approx(1e-3 * 0.75 ** 5)
-    assert by_name["backbone.blocks.3.mlp.fc1.weight"]["lr"] == pytest.approx(1e-3 * 0.75)
-    assert by_name["heads.1.final_layer.weight"]["lr"] == pytest.approx(1e-3)
-    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
 def _timm_like_state(dim=192, depth=4, side=14):

@@ -1,4 +1,4 @@
-"""Cross-skeleton scoring through the zoo's hidden ground truth (posebh_cli/zoo_eval.py)."""
+"""Cross-skeleton scoring through the zoo's hidden ground truth (posebh_cli/evaluation/zoo.py, posebh_cli/inference/zoo.py)."""
 from __future__ import annotations
 
 import json
@@ -13,8 +13,9 @@ from posebh_cli.data.synth import synth_zoo
 from posebh_cli.errors import PosebhError
 from posebh_cli.evaluation import evaluate_predictions
 from posebh_cli.skeletons import load_skeleton
-from posebh_cli.zoo_eval import (_match, box_iou, cross_ground_truth, cross_skeleton_scores, find_groundtruth,
-                                 load_groundtruth, score_head_on)
+from posebh_cli.evaluation.zoo import box_iou, cross_ground_truth, find_groundtruth, load_groundtruth
+from posebh_cli.evaluation.zoo import match_figures as _match
+from posebh_cli.inference.zoo import cross_skeleton_scores, score_head_on
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@
   fitted from embeddings at its labelled keypoints (`methods/prototype_fit.py`). The output is the source model
   split to one expert with the new skeleton appended to its prototype bank (no head for it), so it predicts the
   new skeleton through prototype heatmaps right away (`posebh predict --prototypes NAME`).
-* `init_transfer`: the recipe init `{kind: transfer, path, expert}`, as the released transfer code starts: the
-  backbone split to one expert, the embedding net loaded, the new head's deconvs from that expert's head, a new
-  final layer; the prototypes of the new skeleton come from the source when it has them (a fit-prototypes output).
+* the recipe init `{kind: transfer, path, expert}` is model surgery: `models/transfer.py`.
 * `finetune_transfer` (`posebh finetune-transfer`): `train_mdt` on a transfer recipe; the protocol (frozen
   embedding, prototypes fitted then frozen, backbone frozen then thawed, Adam) is data in the recipe's stages.
 * `transfer_run` (`posebh transfer`): picks the recipe for a target and protocol, fits the prototypes first
@@ -14,75 +12,25 @@
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from rich.console import Console
-from torch import nn
 
 from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.files import atomic_folder
+from posebh_cli.models.transfer import append_prototypes, choose_expert
 from posebh_cli.recipe import bundled_recipes, find_recipe
 
 TARGETS = ("3dpw", "interhand")
 PROTOCOLS = ("posebh", "baseline")
-DEFAULT_EXPERT = "coco"
 
 
 # ------------------------------------------------------------------ shared pieces
-def choose_expert(model, expert: str | None, source: str | Path) -> str:
-    """The source dataset to split to: `expert`, else coco when the model has it, else its first dataset."""
-    if expert is None:
-        return DEFAULT_EXPERT if DEFAULT_EXPERT in model.datasets else model.datasets[0]
-    if expert not in model.datasets:
-        raise input_error(source, f"no dataset {expert!r} to split to; it has {', '.join(model.datasets)}",
-                          field="expert")
-    return expert
-
-
 def default_box_padding(prepared) -> float:
     """InterHand boxes are padded x1.5 in the annotations already (mmpose), so they are cropped as they are."""
     return 1.0 if "interhand" in (prepared.source_format or "").lower() else 1.25
-
-
-def _bank_rows(model, skeleton, name: str) -> torch.Tensor | None:
-    """The prototype rows of `name` (or of a bank entry with the same keypoints) in a model's bank, else None."""
-    bank = getattr(model, "prototypes", None)
-    if bank is None:
-        return None
-    entries = list(zip(bank.names, bank.skeletons))
-    start = 0
-    found = None
-    for entry_name, sk in entries:
-        if entry_name == name or (found is None and sk.keypoints == skeleton.keypoints):
-            found = (start, sk.num_keypoints)
-            if entry_name == name:
-                break
-        start += sk.num_keypoints
-    if found is None or found[1] != skeleton.num_keypoints:
-        return None
-    return bank.prototypes[found[0]:found[0] + found[1]]
-
-
-def _write_atomic(out: Path, write) -> Path:
-    """Call write(tmp_dir) on a temporary sibling folder and rename it to `out` at the end."""
-    if out.exists() and any(out.iterdir()):
-        raise PosebhError(f"{out}: already exists and is not empty; choose another --out")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 # ------------------------------------------------------------------ fit-prototypes
@@ -157,60 +105,9 @@ def fit_prototypes_run(checkpoint: str | Path, data: str | Path, split: str = "t
         save_checkpoint(model.cpu(), tmp, recipe=recipe, extra={"fit_prototypes": summary})
         (tmp / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    _write_atomic(out, write)
+    with atomic_folder(out) as tmp:
+        write(tmp)
     return out, metrics
-
-
-def append_prototypes(plain: nn.Module, name: str, skeleton, prototypes: torch.Tensor) -> nn.Module:
-    """A copy of a plain PoseModel whose prototype bank also holds `name`'s fitted rows (and no head for it)."""
-    from posebh_cli.models.pose_model import PoseModel
-
-    config = replace(plain.config, num_experts=0, with_embedding=True, prototype_only=[name])
-    with torch.device("meta"):
-        model = PoseModel.from_config(config, plain.skeletons, [skeleton])
-    state = {k: v.detach().clone() for k, v in plain.state_dict().items()}
-    bank = state["prototypes.prototypes"][: plain.num_global_keypoints]  # a fitted source's extra rows are dropped
-    state["prototypes.prototypes"] = torch.cat([bank, prototypes.to(bank)])
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.eval()
-
-
-# ------------------------------------------------------------------ recipe init
-def init_transfer(model: nn.Module, path: str | Path, expert: str | None = None) -> dict:
-    """Initialise a single-dataset PoseModel for a new skeleton from a (multi-dataset) checkpoint; returns a summary.
-
-    Copied: the backbone split to `expert` (coco by default), the embedding net (when both models have one),
-    the expert head's deconvs into every head; the final layer stays new. Prototypes of the new skeleton are
-    copied when the source's bank has them (e.g. a fit-prototypes output), else they stay random (as released).
-    """
-    from posebh_cli.models.checkpoint import load_model
-
-    source = load_model(path)
-    expert = choose_expert(source, expert, path)
-    plain = source.split(expert)
-    if model.with_embedding and not plain.with_embedding:
-        raise input_error(path, "has no keypoint embedding; the PoseBH transfer needs a PoseBH checkpoint "
-                                "(or use the baseline protocol)", field="with_embedding")
-    own = model.state_dict()
-    state = {}
-    for key, value in plain.state_dict().items():
-        if key.startswith("backbone.") or (key.startswith("embedding.") and model.with_embedding):
-            if key not in own or own[key].shape != value.shape:
-                raise input_error(path, f"{key} {tuple(value.shape)} does not fit the recipe's model "
-                                        f"({tuple(own[key].shape) if key in own else 'absent'}); check model.arch "
-                                        "and model.img_size", field="model.init.path")
-            state[key] = value
-        elif key.startswith("heads.0.deconv_layers."):
-            for d in range(len(model.heads)):
-                state[key.replace("heads.0.", f"heads.{d}.", 1)] = value
-    prototypes = "random"
-    if model.with_embedding and len(model.datasets) == 1:
-        rows = _bank_rows(source, model.skeletons[0], model.datasets[0])
-        if rows is not None and rows.shape == own["prototypes.prototypes"].shape:
-            state["prototypes.prototypes"] = rows
-            prototypes = "from source"
-    model.load_state_dict({k: v.detach().clone().to(own[k].dtype) for k, v in state.items()}, strict=False)
-    return {"expert": expert, "tensors": len(state), "prototypes": prototypes}
 
 
 # ------------------------------------------------------------------ fine-tuning
@@ -290,5 +187,5 @@ def _expert_of(fit_dir: Path) -> str:
     return json.loads((fit_dir / "fit.json").read_text())["expert"]
 
 
-__all__ = ["append_prototypes", "choose_expert", "transfer_recipe", "finetune_transfer", "fit_prototypes_run",
-           "init_transfer", "last_validation", "transfer_run"]
+__all__ = ["transfer_recipe", "finetune_transfer", "fit_prototypes_run",
+           "last_validation", "transfer_run"]

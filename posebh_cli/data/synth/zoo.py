@@ -9,12 +9,8 @@ model trained on one skeleton can be scored on another.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import os
-import shutil
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,47 +19,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from posebh_cli.data import synth_render as render
-from posebh_cli.data.synth_rig import (SPECIES, Camera, Figure, Rig, build_figure, hand_rig, human_rig,
+from posebh_cli.data.synth import render
+from posebh_cli.data.synth.rig import (SPECIES, Camera, Figure, Rig, build_figure, hand_rig, human_rig,
                                        placement, quadruped_rig, rotation, sample_angles)
+from posebh_cli.data.synth.spec import DATASETS, DatasetSpec, seeded_rng, split_sizes
+from posebh_cli.data.synth.writers import WRITERS, image_path
 from posebh_cli.errors import PosebhError
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    body_plan: str
-    skeleton: str
-    splits: tuple[str, ...]      # native splits; "all" = one file that the reader splits itself
-    default_size: int            # training images at scale 1 (real imbalance, small)
-    max_figures: int
-    clip_length: int = 1         # frames per video / sequence / camera recording
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "coco": DatasetSpec("coco", "human", "coco", ("train", "val"), 1000, 3),
-    "aic": DatasetSpec("aic", "human", "aic", ("train", "val"), 1500, 3),
-    "mpii": DatasetSpec("mpii", "human", "mpii", ("train", "val"), 500, 3),
-    "coco_wholebody": DatasetSpec("coco_wholebody", "human", "coco_wholebody", ("train", "val"), 300, 3),
-    "ap10k": DatasetSpec("ap10k", "quadruped", "ap10k", ("train", "val", "test"), 200, 3),
-    "apt36k": DatasetSpec("apt36k", "quadruped", "apt36k", ("all",), 300, 3, clip_length=10),
-    "interhand": DatasetSpec("interhand", "hand", "interhand", ("train", "val", "test"), 300, 2, clip_length=10),
-    "3dpw": DatasetSpec("3dpw", "human", "smpl24", ("train", "test"), 300, 2, clip_length=20),
-}
-HELD_OUT_FRACTION = 0.15   # val / test images per training image
-
-
-def split_sizes(spec: DatasetSpec, train_size: int) -> dict[str, int]:
-    """Images per native split for `train_size` training images."""
-    held_out = max(1, round(train_size * HELD_OUT_FRACTION))
-    if spec.splits == ("all",):
-        return {"all": train_size + 2 * held_out}
-    return {s: train_size if s == "train" else held_out for s in spec.splits}
-
-
-def seeded_rng(*keys) -> np.random.Generator:
-    """A generator seeded from ints and strings (strings through crc32, stable across runs and machines)."""
-    return np.random.default_rng([k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys])
+from posebh_cli.files import atomic_folder
 
 
 # ----------------------------------------------------------------------------- figures of each body plan
@@ -282,7 +244,6 @@ def _extrinsics(job: ImageJob) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- the zoo
 def _image_names(spec: DatasetSpec, split: str, count: int, seed: int) -> list[str]:
     """Image paths relative to the dataset folder, in native layout."""
-    from posebh_cli.data.synth_writers import image_path   # imported here: the writers import this module
     return [image_path(spec, split, i, seed) for i in range(count)]
 
 
@@ -294,8 +255,6 @@ def synth_zoo(out: str | Path, seed: int = 0, sizes: dict[str, int] | None = Non
     `sizes` gives training images per dataset (defaults scaled by `scale`); val/test get 15% of that.
     Each dataset folder is written to a temporary sibling and renamed at the end. Returns images per split.
     """
-    from posebh_cli.data.synth_writers import WRITERS
-
     out = Path(out)
     names = list(datasets) if datasets else list(DATASETS)
     unknown = [n for n in names if n not in DATASETS]
@@ -331,73 +290,22 @@ def synth_zoo(out: str | Path, seed: int = 0, sizes: dict[str, int] | None = Non
     try:
         for name in names:
             spec = DATASETS[name]
-            tmp = out / f".{name}.tmp-{os.getpid()}"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            records = {}
-            for split, count in plan[name].items():
-                files = _image_names(spec, split, count, seed)
-                jobs = [ImageJob(name, split, i, seed, width, height, str(tmp / files[i])) for i in range(count)]
-                results = pool.imap(make_image, jobs, chunksize=4) if pool else map(make_image, jobs)
-                records[split] = []
-                for files_i, rec in zip(files, results):
-                    rec["path"] = files_i
-                    records[split].append(rec)
-                    bar.update(1)
-            WRITERS[name](tmp, spec, records, seed)
-            os.replace(tmp, out / name)
+            with atomic_folder(out / name) as tmp:
+                records = {}
+                for split, count in plan[name].items():
+                    files = _image_names(spec, split, count, seed)
+                    jobs = [ImageJob(name, split, i, seed, width, height, str(tmp / files[i])) for i in range(count)]
+                    results = pool.imap(make_image, jobs, chunksize=4) if pool else map(make_image, jobs)
+                    records[split] = []
+                    for files_i, rec in zip(files, results):
+                        rec["path"] = files_i
+                        records[split].append(rec)
+                        bar.update(1)
+                WRITERS[name](tmp, spec, records, seed)
             summary[name] = {split: len(recs) for split, recs in records.items()}
-    except BaseException:
-        for name in names:
-            tmp = out / f".{name}.tmp-{os.getpid()}"
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         bar.close()
         if pool:
             pool.close()
             pool.join()
     return summary
-
-
-def parse_sizes(text: str | None) -> dict[str, int]:
-    """'coco=2000,aic=3000' -> {'coco': 2000, 'aic': 3000}."""
-    sizes = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        name, _, value = item.partition("=")
-        try:
-            sizes[name.strip()] = int(value)
-        except ValueError:
-            raise PosebhError(f"--sizes: expected NAME=COUNT items separated by commas, got {item!r}") from None
-    return sizes
-
-
-def parse_image_size(text: str) -> tuple[int, int]:
-    """'256x192' -> (256, 192) as (width, height)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise PosebhError(f"--image-size: expected WIDTHxHEIGHT such as 256x192, got {text!r}") from None
-    return w, h
-
-
-def synth_command(out: str, seed: int, scale: float, sizes: str | None, datasets: str | None, image_size: str,
-                  workers: int | None) -> dict[str, dict[str, int]]:
-    """The `posebh synth` command: parse the option strings and build the zoo."""
-    names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
-    return synth_zoo(out, seed=seed, sizes=parse_sizes(sizes), image_size=parse_image_size(image_size),
-                     datasets=names, workers=workers, scale=scale)
-
-
-def hex_name(*keys) -> str:
-    """A stable 40-hex-digit file stem, like AI Challenger's image names."""
-    return hashlib.sha1("/".join(str(k) for k in keys).encode()).hexdigest()
-
-
-def dump_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(data, fh, separators=(",", ":"))

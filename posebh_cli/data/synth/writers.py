@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from posebh_cli.data.synth import DatasetSpec, dump_json, hex_name, seeded_rng
-from posebh_cli.data.synth_rig import SPECIES
+from posebh_cli.data.synth.rig import SPECIES
+from posebh_cli.data.synth.spec import DatasetSpec, dump_json, hex_name, seeded_rng
 from posebh_cli.skeletons import load_skeleton
 
 SPLIT_BASE = {"train": 0, "val": 500000, "test": 800000, "all": 0}   # keeps image ids unique across splits

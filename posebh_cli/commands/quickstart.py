@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posebh_cli.errors import PosebhError
+from posebh_cli.files import read_yaml
 from posebh_cli.recipe import find_recipe
 
 MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
@@ -66,7 +67,7 @@ def scale_stages(stages: list[dict], old_epochs: int, new_epochs: int) -> list[d
 
 def quickstart_recipe(prepared: dict[str, Path], plan: Plan, seed: int, epochs: int) -> dict:
     """The quickstart recipe as a dict: paths, sizes and seed filled in, stages scaled to `epochs`."""
-    raw = yaml.safe_load(find_recipe(RECIPE).read_text())
+    raw = read_yaml(find_recipe(RECIPE), "recipe file")
     raw["model"]["img_size"] = list(plan.model_size)
     for ds in raw["datasets"]:
         ds["path"] = str(prepared[ds["name"]])
@@ -172,7 +173,7 @@ def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, bud
     shutil.rmtree(run_dir, ignore_errors=True)   # logs of a run killed before its first checkpoint
     epochs, max_steps = plan.min_epochs, None
     if plan.calibration_steps:
-        raw = yaml.safe_load(find_recipe(RECIPE).read_text())
+        raw = read_yaml(find_recipe(RECIPE), "recipe file")
         calibration_start = time.perf_counter()
         stage_seconds = [seconds_per_step(out, prepared, plan, seed, i) for i in range(len(raw["stages"]))]
         budget_s = max(0.0, budget_s - (time.perf_counter() - calibration_start))
@@ -192,7 +193,7 @@ def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, bud
 
 def fit_new_skeleton(out: Path, run_dir: Path, prepared: Path, plan: Plan, console: Console) -> tuple[Path, dict]:
     """Prototypes for the new skeleton fitted into the frozen model (`posebh fit-prototypes`)."""
-    from posebh_cli.engine.transfer import fit_prototypes_run
+    from posebh_cli.commands.transfer import fit_prototypes_run
 
     where = out / "runs" / f"fit-{NEW_SKELETON}"
     if (where / "fit.json").is_file():

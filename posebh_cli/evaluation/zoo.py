@@ -1,4 +1,4 @@
-"""Cross-skeleton scoring on the synthetic skeleton zoo.
+"""Scoring against the synthetic skeleton zoo's hidden ground truth (the one matcher of annotations to figures).
 
 Every zoo dataset folder holds `.zoo_groundtruth.json`: for each figure of each image, its box and its keypoints
 in EVERY skeleton of its body plan (a COCO-like figure also has AIC, MPII and whole-body points). So a head
@@ -9,18 +9,17 @@ self-supervision are meant to improve: each head's knowledge of poses it only sa
 The prepared annotations of the other dataset give the boxes (as in GT-box evaluation); each is matched to a
 hidden figure of the same image by box IoU, and the figure's points in the head's skeleton become the ground
 truth. The score is OKS AP with the head skeleton's sigmas and the no-area rule (area = 0.53 * box w * h), the
-protocol that needs no segmentation area.
+protocol that needs no segmentation area. Running a model to get the predictions is `inference/zoo.py`'s job.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from posebh_cli.data.prepared import PreparedDataset, open_prepared
+from posebh_cli.data.prepared import PreparedDataset
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.evaluation import evaluate_predictions
+from posebh_cli.files import read_json
 from posebh_cli.skeletons import Skeleton
 
 GROUNDTRUTH_FILE = ".zoo_groundtruth.json"
@@ -39,10 +38,7 @@ def find_groundtruth(prepared: PreparedDataset) -> Path:
 
 def load_groundtruth(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise input_error(path, f"cannot read the zoo ground truth ({exc})") from None
+    data = read_json(path, "zoo ground truth")
     for key in ("skeletons", "images"):
         if key not in data:
             raise input_error(path, "missing", field=key)
@@ -70,7 +66,7 @@ def _figures_of(file_name: str, images: dict[str, list]) -> list | None:
     return None
 
 
-def _match(annotations: list[dict], figures: list[dict]) -> dict[int, dict]:
+def match_figures(annotations: list[dict], figures: list[dict]) -> dict[int, dict]:
     """Greedy one-to-one matching of annotations to figures by box IoU (highest first), IoU >= MIN_IOU."""
     pairs = sorted(((box_iou(a["bbox"], f["bbox"]), i, j) for i, a in enumerate(annotations)
                     for j, f in enumerate(figures)), reverse=True)
@@ -109,7 +105,7 @@ def cross_ground_truth(prepared: PreparedDataset, split: str, skeleton: Skeleton
         if figures is None:
             raise input_error(prepared.split_path(split), "image not in the zoo ground truth",
                               record=f"image id={im['id']}", field="file_name")
-        for ann_id, fig in _match(by_image.get(im["id"], []), figures).items():
+        for ann_id, fig in match_figures(by_image.get(im["id"], []), figures).items():
             ann = next(a for a in by_image[im["id"]] if a["id"] == ann_id)
             kps = np.asarray(fig["keypoints"][skeleton.name], np.float64).reshape(-1, 3)
             kps[kps[:, 2] <= 0] = 0.0
@@ -122,53 +118,21 @@ def cross_ground_truth(prepared: PreparedDataset, split: str, skeleton: Skeleton
     return {"images": images, "annotations": annotations, "categories": [category]}
 
 
-def score_head_on(model, head: str, prepared: PreparedDataset | str | Path, split: str = "val",
-                  flip: bool = True, batch_size: int = 32, max_images: int | None = None,
-                  device: str | None = None, groundtruth: dict | None = None) -> dict[str, float]:
-    """OKS AP (no-area rule) of `model`'s head `head` on another zoo dataset's images, against hidden points."""
-    from posebh_cli.inference.evaluate import gt_boxes, predict_split
-    from posebh_cli.inference.predictor import Predictor
+def select_points(gt: dict, results: list[dict], skeleton: Skeleton, points: tuple[str, ...]) -> tuple[dict, list]:
+    """Ground truth and results restricted to `points` of `skeleton` (e.g. the points a union head adds)."""
+    index = [skeleton.index(p) for p in points]
 
-    if not isinstance(prepared, PreparedDataset):
-        prepared = open_prepared(prepared)
-    was_training = model.training
-    try:
-        predictor = Predictor(model, dataset=head, device=device, batch_size=batch_size, flip=flip)
-        gt = cross_ground_truth(prepared, split, predictor.skeleton, groundtruth, max_images)
-        if not gt["annotations"]:
-            return {}
-        results = predict_split(predictor, prepared, split, gt["images"], gt_boxes(gt), use_nms=False)
-    finally:
-        model.train(was_training)
-    return evaluate_predictions(gt, results, predictor.skeleton, "coco_noarea",
-                                gt_name=f"{prepared.root} (zoo ground truth as {head})", results_name="<predictions>")
+    def keep(flat) -> list[float]:
+        return np.asarray(flat, dtype=float).reshape(-1, 3)[index].reshape(-1).tolist()
+
+    annotations = []
+    for ann in gt["annotations"]:
+        kps = keep(ann["keypoints"])
+        annotations.append({**ann, "keypoints": kps, "num_keypoints": int(sum(v > 0 for v in kps[2::3]))})
+    category = {"id": 1, "name": "person", "keypoints": list(points)}
+    results = [{**r, "keypoints": keep(r["keypoints"]), "category_id": 1} for r in results]
+    return {"images": gt["images"], "annotations": annotations, "categories": [category]}, results
 
 
-def cross_skeleton_scores(model, prepared: dict[str, PreparedDataset | str | Path], split: str = "val",
-                          flip: bool = True, batch_size: int = 32, max_images: int | None = None,
-                          device: str | None = None, heads: list[str] | None = None) -> dict[str, float]:
-    """AP of every head of `model` on every OTHER dataset in `prepared` whose zoo figures have its skeleton.
-
-    `prepared` maps dataset names (the model's head names) to prepared zoo datasets. `heads` names what to
-    predict when it is not the model's heads: datasets a union-skeleton head covers, read through their
-    keypoint names (method distill). Returns {"<head>@<dataset>": AP}; pairs of different body plans are skipped.
-    """
-    from posebh_cli.inference.predictor import resolve_target
-
-    opened = {name: p if isinstance(p, PreparedDataset) else open_prepared(p) for name, p in prepared.items()}
-    truths = {name: load_groundtruth(find_groundtruth(p)) for name, p in opened.items()}
-    wanted = model.datasets if heads is None else heads
-    scores = {}
-    for head in wanted:
-        skeleton = resolve_target(model, head).skeleton
-        for name, ds in opened.items():
-            if name == head or skeleton.name not in truths[name]["skeletons"]:
-                continue
-            metrics = score_head_on(model, head, ds, split, flip, batch_size, max_images, device, truths[name])
-            if "AP" in metrics:
-                scores[f"{head}@{name}"] = metrics["AP"]
-    return scores
-
-
-__all__ = ["find_groundtruth", "load_groundtruth", "cross_ground_truth", "score_head_on", "cross_skeleton_scores",
-           "box_iou"]
+__all__ = ["GROUNDTRUTH_FILE", "find_groundtruth", "load_groundtruth", "cross_ground_truth", "match_figures",
+           "select_points", "box_iou"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posebh_cli.data.synth_rig import Camera, Figure
+from posebh_cli.data.synth.rig import Camera, Figure
 
 OCCLUDED, VISIBLE = 1, 2
 

@@ -4,16 +4,14 @@ The CLI parses options and prints; the choice of mode, file reading and the atom
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
 
 from posebh_cli.errors import PosebhError
 from posebh_cli.files import read_json as load_json
+from posebh_cli.files import write_json
 from posebh_cli.evaluation import evaluate_predictions, protocol_for
 from posebh_cli.skeletons import load_skeleton
 
@@ -30,18 +28,8 @@ def evaluate_results_file(results: str | Path, annotations: str | Path, skeleton
 
 def write_metrics(metrics: dict[str, float], path: str | Path) -> None:
     """Write metrics as one flat JSON object (NaN as null) through a temporary sibling, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(clean, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, clean)
 
 
 def _fmt(value) -> str:
