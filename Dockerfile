@@ -8,8 +8,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /opt/posebh
 COPY pyproject.toml README.md ./
 COPY posebh_cli ./posebh_cli
-COPY recipes ./recipes
-# Installs this checkout; its dependency ranges live in pyproject.toml.
+# Installs this checkout as a regular (non-editable) package: the bundled recipes and skeleton YAMLs are package
+# data inside posebh_cli, as in the wheel. Its dependency ranges live in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[onnx]"
 
