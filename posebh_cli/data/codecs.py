@@ -5,10 +5,10 @@ Two codecs, as in ViTPose++/PoseBH (one per dataset, chosen in the recipe):
 * `MSRAHeatmap` - heatmap pixel u = x / stride with stride = input / heatmap (4 for 192x256 -> 48x64).
   Encoding puts the Gaussian peak on the integer pixel int(u + 0.5) (or on the sub-pixel u with
   `unbiased=True`, the DARK encoding). Decoding is argmax + a quarter-pixel step toward the higher
-  neighbour, or the DARK Taylor step (`dark=True`).
+  neighbour (where 1 < x < w - 1 and 1 < y < h - 1), or the DARK Taylor step (`dark=True`).
 * `UDPHeatmap` - unbiased data processing: u = x * (hm - 1) / (in - 1), so that the first and last pixel
   centres of input and heatmap coincide; the Gaussian is sub-pixel; decoding is argmax + the DARK-UDP
-  Newton step.
+  Newton step of mmpose 0.x's `post_dark_udp` (reflect-101 blur, no rescaling, (H + eps I)^-1 g at every peak).
 
 In both, the Gaussian is truncated to the (6*sigma + 1)^2 window around the rounded centre, and a keypoint
 whose window lies fully off the map (or that is not visible) gets weight 0 and an all-zero channel.
@@ -63,7 +63,10 @@ def _gaussian_kernel_1d(kernel_size: int, dtype: torch.dtype, device: torch.devi
 
 
 def blur_heatmaps(heatmaps: torch.Tensor, kernel_size: int = 11) -> torch.Tensor:
-    """Gaussian-blur every [h, w] map (zero border), rescaled so each map keeps its original maximum."""
+    """Gaussian-blur every [h, w] map (zero border), rescaled so each map keeps its original maximum.
+
+    This is the blur of mmpose 0.x's DARK decoder (`_gaussian_blur`), used by `refine_dark`.
+    """
     b, k, h, w = heatmaps.shape
     kernel = _gaussian_kernel_1d(kernel_size, heatmaps.dtype, heatmaps.device)
     pad = kernel_size // 2
@@ -74,6 +77,29 @@ def blur_heatmaps(heatmaps: torch.Tensor, kernel_size: int = 11) -> torch.Tensor
     old_max = heatmaps.amax(dim=(-2, -1), keepdim=True)
     new_max = x.amax(dim=(-2, -1), keepdim=True)
     return x * torch.where(new_max > 0, old_max / new_max.clamp_min(1e-12), torch.zeros_like(new_max))
+
+
+def _reflect101_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Indices of a length-n axis padded by `pad` on both sides with OpenCV's default border (BORDER_REFLECT_101:
+    ...c b | a b c ... | b a...), valid for any pad, also one larger than the axis."""
+    index = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(index)
+    period = 2 * (n - 1)
+    index = index.remainder(period)
+    return torch.where(index >= n, period - index, index)
+
+
+def blur_heatmaps_reflect(heatmaps: torch.Tensor, kernel_size: int = 11) -> torch.Tensor:
+    """Gaussian-blur every [h, w] map as cv2.GaussianBlur(map, (k, k), 0) with its default reflect-101 border and
+    no rescaling: the blur of mmpose 0.x's `post_dark_udp`, used by `refine_dark_udp`."""
+    b, k, h, w = heatmaps.shape
+    kernel = _gaussian_kernel_1d(kernel_size, heatmaps.dtype, heatmaps.device)
+    pad = kernel_size // 2
+    x = heatmaps.reshape(b * k, 1, h, w)
+    x = F.conv2d(x[..., _reflect101_index(w, pad, x.device)], kernel.view(1, 1, 1, -1))
+    x = F.conv2d(x[..., _reflect101_index(h, pad, x.device), :], kernel.view(1, 1, -1, 1))
+    return x.reshape(b, k, h, w)
 
 
 def argmax_2d(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,34 +118,40 @@ def _sample(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
 
 
 def refine_quarter(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Move each argmax 0.25 px toward its higher neighbour, per axis, where both neighbours exist."""
+    """Move each argmax 0.25 px toward its higher neighbour on both axes, as mmpose 0.x's default decoder.
+
+    Like mmpose, the step is taken only when the peak satisfies 1 < x < w - 1 and 1 < y < h - 1 together (a
+    peak on column or row 1, or on any border, is left on its integer pixel); np.sign makes a tie a zero step.
+    """
     h, w = heatmaps.shape[-2:]
     x, y = coords[..., 0].long(), coords[..., 1].long()
     step_x = torch.sign(_sample(heatmaps, x + 1, y) - _sample(heatmaps, x - 1, y)) * 0.25
     step_y = torch.sign(_sample(heatmaps, x, y + 1) - _sample(heatmaps, x, y - 1)) * 0.25
-    step_x = torch.where((x > 0) & (x < w - 1), step_x, torch.zeros_like(step_x))
-    step_y = torch.where((y > 0) & (y < h - 1), step_y, torch.zeros_like(step_y))
-    return coords + torch.stack([step_x, step_y], dim=-1)
+    inside = ((x > 1) & (x < w - 1) & (y > 1) & (y < h - 1)).unsqueeze(-1)
+    return coords + torch.stack([step_x, step_y], dim=-1) * inside
 
 
-def _newton_step(dx, dy, dxx, dxy, dyy, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """-H^-1 g for the 2x2 Hessian H = [[dxx, dxy], [dxy, dyy]] (+ eps I), gradient g = (dx, dy).
+def _newton_step(dx, dy, dxx, dxy, dyy, eps: float, guarded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """-(H + eps I)^-1 g for the 2x2 Hessian H = [[dxx, dxy], [dxy, dyy]] and gradient g = (dx, dy).
 
-    Only where H is negative definite: elsewhere the quadratic model has no maximum (a saddle or a valley on
-    noisy or multi-modal maps) and the step would move away from the peak, so the point stays put. Log-Gaussian
-    peaks always pass, so this leaves the reference decoders' results unchanged.
+    By default the step is taken wherever H + eps I is invertible, as mmpose 0.x does (`post_dark_udp`, `_taylor`),
+    even where H is not negative definite (a saddle or a valley of a noisy or multi-modal map, where the step
+    heads away from the peak). `guarded=True` takes it only where H is negative definite and leaves the other
+    points on their integer peak; that changes points near the border and on multi-modal maps
+    (see docs/method-notes.md).
     """
     dxx, dyy = dxx + eps, dyy + eps
     det = dxx * dyy - dxy * dxy
-    concave = (dxx < 0) & (det > 1e-12)
-    det = torch.where(concave, det, torch.ones_like(det))
+    ok = (dxx < 0) & (det > 1e-12) if guarded else det != 0
+    det = torch.where(ok, det, torch.ones_like(det))
     off_x = -(dyy * dx - dxy * dy) / det
     off_y = -(dxx * dy - dxy * dx) / det
     zero = torch.zeros_like(off_x)
-    return torch.where(concave, off_x, zero), torch.where(concave, off_y, zero)
+    return torch.where(ok, off_x, zero), torch.where(ok, off_y, zero)
 
 
-def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: int = 11) -> torch.Tensor:
+def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: int = 11,
+                guarded: bool = False) -> torch.Tensor:
     """DARK: blur, log, then one second-order Taylor step at peaks at least 2 px inside the map."""
     h, w = heatmaps.shape[-2:]
     logs = torch.log(blur_heatmaps(heatmaps, kernel_size).clamp_min(1e-10))
@@ -134,15 +166,17 @@ def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: int =
     dxx = 0.25 * (at(2, 0) - 2 * centre + at(-2, 0))
     dyy = 0.25 * (at(0, 2) - 2 * centre + at(0, -2))
     dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
-    off_x, off_y = _newton_step(dx, dy, dxx, dxy, dyy, eps=0.0)
+    off_x, off_y = _newton_step(dx, dy, dxx, dxy, dyy, eps=0.0, guarded=guarded)
     inside = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
     offset = torch.stack([off_x, off_y], dim=-1) * inside.unsqueeze(-1)
     return coords + offset
 
 
-def refine_dark_udp(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: int = 11) -> torch.Tensor:
-    """DARK-UDP: blur, clip to [1e-3, 50], log, one Newton step on the edge-padded map (any peak)."""
-    logs = torch.log(blur_heatmaps(heatmaps, kernel_size).clamp(1e-3, 50.0))
+def refine_dark_udp(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: int = 11,
+                    guarded: bool = False) -> torch.Tensor:
+    """DARK-UDP as mmpose 0.x's `post_dark_udp`: reflect-101 blur, clip to [1e-3, 50], log, one Newton step
+    with (H + eps I)^-1 on the edge-padded map (any peak)."""
+    logs = torch.log(blur_heatmaps_reflect(heatmaps, kernel_size).clamp(1e-3, 50.0))
     b, k, h, w = logs.shape
     padded = F.pad(logs.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate").reshape(b, k, h + 2, w + 2)
     x, y = coords[..., 0].long() + 1, coords[..., 1].long() + 1
@@ -157,7 +191,7 @@ def refine_dark_udp(heatmaps: torch.Tensor, coords: torch.Tensor, kernel_size: i
     dxx = right - 2 * centre + left
     dyy = down - 2 * centre + up
     dxy = 0.5 * (at(1, 1) - right - down + 2 * centre - left - up + at(-1, -1))
-    off_x, off_y = _newton_step(dx, dy, dxx, dxy, dyy, eps=float(np.finfo(np.float32).eps))
+    off_x, off_y = _newton_step(dx, dy, dxx, dxy, dyy, eps=float(np.finfo(np.float32).eps), guarded=guarded)
     return coords + torch.stack([off_x, off_y], dim=-1)
 
 
@@ -177,7 +211,8 @@ class _HeatmapCodec:
     subpixel_encoding: bool = True
 
     def __init__(self, input_size: tuple[int, int] = (192, 256), heatmap_size: tuple[int, int] = (48, 64),
-                 sigma: float = 2.0, blur_kernel_size: int = 11):
+                 sigma: float = 2.0, blur_kernel_size: int = 11, guarded_newton: bool = False):
+        self.guarded_newton = bool(guarded_newton)  # DARK steps only where the Hessian is concave (not mmpose)
         self.input_size = (int(input_size[0]), int(input_size[1]))        # (w, h)
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))  # (w, h)
         self.sigma = float(sigma)
@@ -225,8 +260,9 @@ class MSRAHeatmap(_HeatmapCodec):
     use_udp = False
 
     def __init__(self, input_size: tuple[int, int] = (192, 256), heatmap_size: tuple[int, int] = (48, 64),
-                 sigma: float = 2.0, unbiased: bool = False, dark: bool = False, blur_kernel_size: int = 11):
-        super().__init__(input_size, heatmap_size, sigma, blur_kernel_size)
+                 sigma: float = 2.0, unbiased: bool = False, dark: bool = False, blur_kernel_size: int = 11,
+                 guarded_newton: bool = False):
+        super().__init__(input_size, heatmap_size, sigma, blur_kernel_size, guarded_newton)
         self.unbiased = bool(unbiased)
         self.dark = bool(dark)
         self.subpixel_encoding = self.unbiased
@@ -237,7 +273,7 @@ class MSRAHeatmap(_HeatmapCodec):
 
     def refine(self, heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         if self.dark:
-            return refine_dark(heatmaps, coords, self.blur_kernel_size)
+            return refine_dark(heatmaps, coords, self.blur_kernel_size, self.guarded_newton)
         return refine_quarter(heatmaps, coords)
 
 
@@ -252,7 +288,7 @@ class UDPHeatmap(_HeatmapCodec):
                 (self.input_size[1] - 1) / (self.heatmap_size[1] - 1))
 
     def refine(self, heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        return refine_dark_udp(heatmaps, coords, self.blur_kernel_size)
+        return refine_dark_udp(heatmaps, coords, self.blur_kernel_size, self.guarded_newton)
 
 
 CODECS: dict[str, type[_HeatmapCodec]] = {"msra": MSRAHeatmap, "udp": UDPHeatmap}

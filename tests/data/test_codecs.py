@@ -57,7 +57,9 @@ def test_unbiased_msra_with_dark_recovers_subpixel_points():
 def test_udp_roundtrip_is_tight():
     points = interior_points(200, seed=2)
     heatmaps, _, coords, scores = roundtrip(UDPHeatmap(), points)
-    assert np.abs(coords - points).max() < 0.02
+    # < 0.02 px in the middle; within 5 heatmap px of the border mmpose's reflect-101 blur costs up to ~0.06 px.
+    assert np.median(np.abs(coords - points)) < 0.02
+    assert np.abs(coords - points).max() < 0.1
     assert scores.min() > 0.9
     # Exact scale: the last input pixel centre is the last heatmap pixel centre.
     last, _ = UDPHeatmap().encode(np.array([[191.0, 255.0]]), np.array([1]))
@@ -124,10 +126,10 @@ def test_make_codec():
         make_codec("dark")
 
 
-@pytest.mark.parametrize("codec", [MSRAHeatmap(dark=True), UDPHeatmap()])
-def test_no_newton_step_at_a_saddle(codec):
+@pytest.mark.parametrize("codec", [MSRAHeatmap(dark=True, guarded_newton=True), UDPHeatmap(guarded_newton=True)])
+def test_guarded_newton_step_skips_a_saddle(codec):
     # A lone spike between two blobs: after blurring, the argmax sits in a valley (a saddle of the log map);
-    # a Newton step there heads for the saddle point of the quadratic model, so the point must stay put.
+    # a Newton step there heads for the saddle point of the quadratic model; the guarded option stays put.
     xs, ys = np.arange(48)[None, :], np.arange(64)[:, None]
     blobs = sum(np.exp(-((xs - x) ** 2 + (ys - 30.0) ** 2) / 8) for x in (15.0, 26.0))
     heatmaps = blobs.astype(np.float32)[None, None]
