@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from posebh_cli.data.codecs import make_codec
 from posebh_cli.data.dataset import normalise  # the same normalisation as training
@@ -211,7 +212,14 @@ class Predictor:
             return heatmaps if self.target.channels is None else heatmaps[:, self.target.channels]
         out = self.model(images, dataset_idx, heads="own", with_embedding=True)
         start = self.target.keypoint_offset
-        return self.model.prototypes.heatmaps(out["embeddings"], slice(start, start + self.skeleton.num_keypoints))
+        rows = slice(start, start + self.skeleton.num_keypoints)
+        bank = self.model.prototypes
+        if getattr(bank, "abs_similarity", False):
+            # A bank imported from the released code was trained and is scored there with |cos|: a prototype
+            # may point away from its embeddings, so score it the same way (models/official.py).
+            cos = torch.einsum("bfhw,jmf->bjmhw", F.normalize(out["embeddings"], dim=1), bank.prototypes[rows])
+            return cos.abs().amax(dim=2)
+        return bank.heatmaps(out["embeddings"], rows)
 
     @torch.no_grad()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:

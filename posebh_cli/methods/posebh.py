@@ -109,6 +109,10 @@ class PoseBH:
         self._keypoint_dataset = torch.repeat_interleave(torch.arange(len(offsets)), torch.tensor(self.sizes))
         self.clusters: Clusters | None = None
         self._pending: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        # A bank imported from the released code was trained under |cos|: each prototype may point away from its
+        # embeddings. Its signs are aligned from the first steps' foreground pixels (every keypoint once).
+        self._signs_to_check: Tensor | None = (
+            torch.ones(num_keypoints, dtype=torch.bool) if getattr(core.prototypes, "abs_similarity", False) else None)
 
     # ------------------------------------------------------------------------------------------------ helpers
 
@@ -186,9 +190,32 @@ class PoseBH:
             terms.update(self._embedding_losses(out, batch, stage, active, update))
         return terms
 
+    @torch.no_grad()
+    def _align_imported_signs(self, embeddings: Tensor, batch: dict, offsets: Tensor) -> None:
+        """Flip the imported prototypes whose matched pixels have a negative cosine sum (see `ops.sign_votes`).
+
+        Votes are summed over processes so every rank flips the same rows; a keypoint is settled once it had
+        pixels anywhere, and the bank is scored with plain cosine from then on.
+        """
+        fg = ops.sample_foreground(batch["heatmaps"], batch["target_weight"], embeddings, offsets[batch["dataset_idx"]],
+                                   self.config.foreground_threshold, self.config.max_foreground_pixels)
+        bank = self._core().prototypes.prototypes
+        votes = ops.all_reduce_mean(ops.sign_votes(bank, fg.embeddings, fg.labels), self._num_processes())
+        counts = torch.bincount(fg.labels, minlength=bank.shape[0]).float()
+        seen = (ops.all_reduce_mean(counts, self._num_processes()) > 0).cpu()
+        pending = self._signs_to_check.to(bank.device)[:, None]
+        flip = (votes < 0) & pending
+        bank.copy_(torch.where(flip[..., None], -bank, bank))
+        self._signs_to_check &= ~seen
+        if not self._signs_to_check.any():
+            self._signs_to_check = None
+            self._core().prototypes.abs_similarity = False
+
     def _embedding_losses(self, out: dict, batch: dict, stage, active: set, update: bool) -> dict[str, Tensor]:
         cfg = self.config
         embeddings = out["embeddings"].float()
+        if self._signs_to_check is not None:
+            self._align_imported_signs(embeddings.detach(), batch, torch.tensor(self.offsets, device=embeddings.device))
         bank = self._bank.detach().float()
         dataset_idx = batch["dataset_idx"]
         offsets = torch.tensor(self.offsets, device=dataset_idx.device)

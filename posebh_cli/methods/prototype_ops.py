@@ -91,6 +91,8 @@ def sinkhorn(scores: Tensor, labels: Tensor, kappa: float = 0.05, iters: int = 3
     class each prototype receives about N_j / M of the mass.
     """
     n, m = scores.shape
+    # fp32 at least (half precision overflows exp(cos / kappa)); float64 input stays float64
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
     if n == 0:
         return scores.new_zeros(0, m)
     classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
@@ -100,7 +102,7 @@ def sinkhorn(scores: Tensor, labels: Tensor, kappa: float = 0.05, iters: int = 3
     position[order] = torch.arange(n, device=scores.device) - starts[inverse[order]]
 
     padded = scores.new_full((classes.numel(), int(counts.max()), m), float("-inf"))
-    padded[inverse, position] = scores.float()
+    padded[inverse, position] = scores
     # Shift by the class maximum before exp: 1/kappa = 20 makes raw exponents large.
     q = torch.exp((padded - padded.amax(dim=(1, 2), keepdim=True)) / kappa)
     q = q / q.sum(dim=(1, 2), keepdim=True)
@@ -116,19 +118,49 @@ def sinkhorn(scores: Tensor, labels: Tensor, kappa: float = 0.05, iters: int = 3
 def momentum_update(
     prototypes: Tensor, embeddings: Tensor, labels: Tensor, assign: Tensor, weight: Tensor, momentum: float
 ) -> Tensor:
-    """Eq. 4: P_jm <- λ P_jm + (1-λ) (1/N_j) Σ_n w_mn ē_n, then L2-normalise; prototypes without mass stay as they are.
+    """Eq. 4 as the released code applies it: P_jm <- normalise(λ P_jm + (1-λ) f_jm) with f_jm the unit-length
+    weighted mean of the unit embeddings assigned to prototype (j, m); prototypes without mass stay as they are.
 
     prototypes [J, M, F]; embeddings [N, F]; labels [N] global keypoint; assign [N] in-class prototype;
     weight [N] the assignment weight w of pixel n for its assigned prototype (zero for the others).
+    Normalising f makes the step size (1-λ) independent of how many pixels a class has; the paper's
+    (1/N_j) Σ_n w ē_n would move a prototype 4-5x less per step (docs/method-notes.md).
     """
     j, m, f = prototypes.shape
     old = prototypes.reshape(j * m, f).float()
     slot = labels * m + assign
+    weight = weight.float()
     sums = old.new_zeros(j * m, f).index_add_(0, slot, weight[:, None] * l2_normalize(embeddings.float()))
-    mass = old.new_zeros(j * m).index_add_(0, slot, weight.float())
-    pixels_per_class = torch.bincount(labels, minlength=j).clamp_min(1).repeat_interleave(m).to(old.dtype)
-    moved = l2_normalize(momentum * old + (1.0 - momentum) * sums / pixels_per_class[:, None])
+    mass = old.new_zeros(j * m).index_add_(0, slot, weight)
+    moved = l2_normalize(momentum * old + (1.0 - momentum) * l2_normalize(sums))
     return torch.where(mass[:, None] > 0, moved, old).reshape(j, m, f)
+
+
+def sign_votes(prototypes: Tensor, embeddings: Tensor, labels: Tensor) -> Tensor:
+    """[J, M] sum of the cosines of each prototype with the pixels it matches (0 where none).
+
+    Each pixel labelled j goes to the prototype of j with the largest |cos|, the released code's assignment, so
+    that a prototype stored with either sign collects the same pixels. prototypes [J, M, F]; embeddings [N, F];
+    labels [N] global keypoint.
+    """
+    j, m, f = prototypes.shape
+    cos = torch.einsum("nf,nmf->nm", l2_normalize(embeddings.float()), l2_normalize(prototypes.float())[labels])
+    slot = cos.abs().argmax(dim=1)
+    matched = cos.gather(1, slot[:, None]).squeeze(1)
+    return cos.new_zeros(j * m).index_add_(0, labels * m + slot, matched).view(j, m)
+
+
+def align_signs(prototypes: Tensor, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Flip the prototypes that point away from the embeddings they match (negative `sign_votes`).
+
+    The released code scores with |cos|, under which a prototype and its negation are the same; our plain cosine
+    needs the sign the data has. Returns (aligned prototypes, seen [J] bool: keypoints that had pixels);
+    prototypes without pixels stay as they are.
+    """
+    votes = sign_votes(prototypes, embeddings, labels)
+    seen = torch.bincount(labels, minlength=prototypes.shape[0]) > 0
+    sign = torch.where(votes < 0, -1.0, 1.0)[..., None]
+    return prototypes * sign.to(prototypes.dtype), seen
 
 
 def all_reduce_mean(tensor: Tensor, num_processes: int) -> Tensor:

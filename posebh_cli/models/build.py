@@ -70,6 +70,8 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> int:
     if not matched:
         raise PosebhError(f"{path}: no tensor matches the recipe's model (is it the right architecture?)")
     model.load_state_dict(matched, strict=False)
+    if "prototypes.prototypes" in matched and getattr(source_model.prototypes, "abs_similarity", False):
+        model.prototypes.abs_similarity = True  # an imported released bank: signs still to align (official.py)
     return len(matched)
 
 

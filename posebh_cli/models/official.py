@@ -109,6 +109,10 @@ def load_official(path: str | Path, datasets: list[str] | None = None) -> PoseMo
         if key.endswith("num_batches_tracked") and key not in mapped:
             mapped[key] = torch.zeros((), dtype=torch.long)
     load_state_strict(model, mapped, path)
+    if model.prototypes is not None:
+        # The released code scores prototypes with |cos|, so a prototype of this bank may point away from its
+        # embeddings. Scorers honour the flag (|cos|) and PoseBH training aligns the signs from data first.
+        model.prototypes.abs_similarity = True
     return model
 
 

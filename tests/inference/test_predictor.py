@@ -117,3 +117,27 @@ def test_box_padding_comes_from_the_recipe(model):
     [[inst]] = Predictor(model, dataset="ap10k", recipe=recipe, flip=False).predict(
         [np.zeros((100, 100, 3), np.uint8)], [[[10, 10, 30, 40]]])
     assert np.allclose(inst["scale"], [30, 40])  # the box already has the input's aspect ratio: no padding
+
+
+def test_an_imported_bank_is_scored_with_absolute_cosine(model):
+    # The released code scores |cos|; a bank whose prototypes are negated must give the same heatmaps.
+    image = np.zeros((96, 72, 3), np.uint8)
+    image[20:70, 20:50] = 200
+    crop = Predictor(model, dataset="ap10k", source="prototypes")
+    tensor = crop.to_tensor([crop.crop(image, [10, 10, 50, 70])[0]])
+    with torch.no_grad():
+        plain = crop._forward(tensor)
+        bank = model.prototypes.prototypes
+        saved = bank.clone()
+        try:
+            emb = model(tensor, torch.tensor([1]), heads="own", with_embedding=True)["embeddings"]
+            cos = torch.einsum("bfhw,jmf->bjmhw", torch.nn.functional.normalize(emb, dim=1), saved[17:34])
+            expected = cos.abs().amax(dim=2)  # independent: |cos| by hand, max over the M prototypes
+            bank.neg_()
+            model.prototypes.abs_similarity = True
+            flipped = crop._forward(tensor)
+        finally:
+            bank.copy_(saved)
+            model.prototypes.abs_similarity = False
+    torch.testing.assert_close(flipped, expected)
+    assert not torch.allclose(plain, expected)  # plain cosine of the original bank differs (negative cosines)

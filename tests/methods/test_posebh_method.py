@@ -188,3 +188,32 @@ def test_unknown_stage_actions_and_losses_are_refused():
         method.on_stage_start(Stage(on_start=("kmeans",)))
     with pytest.raises(PosebhError, match="losses"):
         method.losses(make_batch([0]), Stage(losses=("acae",)))
+
+
+def test_an_imported_bank_with_negated_prototypes_is_aligned_before_training():
+    # A bank fitted to the data, then some prototypes negated as a |cos|-trained released bank may store them.
+    method, model = make_method({"momentum": 1.0})  # λ = 1: the update leaves the bank alone, only signs change
+    batch = make_batch([0, 1, 0, 1], seed=3)
+    with torch.no_grad():
+        emb = model(batch["images"], batch["dataset_idx"], with_embedding=True)["embeddings"]
+        offsets = torch.tensor(model.keypoint_offsets)[batch["dataset_idx"]]
+        from posebh_cli.methods import prototype_ops as ops
+        fg = ops.sample_foreground(batch["heatmaps"], batch["target_weight"], emb, offsets)
+        # every prototype of keypoint j = the mean embedding of j's pixels plus a little noise: clearly aligned
+        means = ops.l2_normalize(torch.zeros(5, 8).index_add_(0, fg.labels, fg.embeddings))
+        fitted = ops.l2_normalize(means[:, None, :] + 0.05 * torch.randn(5, 3, 8))
+        negated = fitted.clone()
+        negated[1] *= -1
+        negated[3, 2] *= -1
+        model.prototypes.prototypes.copy_(negated)
+    model.prototypes.abs_similarity = True
+    method, model = make_method({"momentum": 1.0}, model)
+    method.losses(batch, Stage())
+    assert torch.allclose(model.prototypes.prototypes, fitted, atol=1e-6)
+    assert model.prototypes.abs_similarity is False and method._signs_to_check is None
+
+    # Without the import flag nothing is flipped.
+    model.prototypes.prototypes.copy_(negated)
+    method, model = make_method({"momentum": 1.0}, model)
+    method.losses(batch, Stage())
+    assert torch.equal(model.prototypes.prototypes, negated)

@@ -54,11 +54,64 @@ def test_momentum_update_moves_the_assigned_prototype_by_the_formula_and_leaves_
     assign = torch.tensor([0, 1])
     weight = torch.tensor([0.5, 0.0])  # prototype (1, 1) gets no mass
     new = ops.momentum_update(bank, emb, labels, assign, weight, momentum=0.9)
-    expected = F.normalize(0.9 * bank[1, 0] + 0.1 * 0.5 * e1 / 2, dim=0)
+    # The released rule: the weighted mean (0.5 e1 / 0.5 = e1) is brought to unit length before the step.
+    expected = F.normalize(0.9 * bank[1, 0] + 0.1 * e1, dim=0)
     assert torch.allclose(new[1, 0], expected, atol=1e-6)
     untouched = torch.ones(3, 2, dtype=torch.bool)
     untouched[1, 0] = False
     assert torch.equal(new[untouched], bank[untouched])
+
+
+def test_momentum_update_step_by_hand_with_two_pixels_on_one_prototype():
+    # p = (1, 0); pixels (0, 1) w 0.2 and (0.6, 0.8) w 0.3: Σ w e = (0.18, 0.44), |.| = sqrt(0.2260);
+    # f = (0.18, 0.44) / 0.475395; p' = normalise(0.99 p + 0.01 f) = normalise(0.993786, 0.009256).
+    bank = torch.tensor([[[1.0, 0.0]]])
+    emb = torch.tensor([[0.0, 1.0], [0.6, 0.8]])
+    new = ops.momentum_update(bank, emb, torch.tensor([0, 0]), torch.tensor([0, 0]), torch.tensor([0.2, 0.3]), 0.99)
+    f = torch.tensor([0.18, 0.44]) / math.sqrt(0.18 ** 2 + 0.44 ** 2)
+    raw = torch.tensor([0.99 + 0.01 * f[0], 0.01 * f[1]])
+    assert torch.allclose(new[0, 0], raw / raw.norm(), atol=1e-7)
+    assert new[0, 0, 1].item() == pytest.approx(0.009256 / math.hypot(0.993786, 0.009256), rel=1e-4)
+    # The step does not depend on how many pixels carry the mean (the paper's 1/N_j would shrink it).
+    many = ops.momentum_update(bank, emb.repeat(50, 1), torch.zeros(100, dtype=torch.long),
+                               torch.zeros(100, dtype=torch.long), torch.tensor([0.2, 0.3]).repeat(50), 0.99)
+    assert torch.allclose(many, new, atol=1e-6)
+
+
+def test_sinkhorn_float64_equals_float32_and_a_plain_loop():
+    torch.manual_seed(3)
+    scores = torch.rand(7, 3, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 0, 2, 2, 2])
+    q64 = ops.sinkhorn(scores, labels)
+    assert q64.dtype == torch.float64
+    assert torch.allclose(q64.float(), ops.sinkhorn(scores.float(), labels), atol=1e-5)
+    # Independent: one class at a time, Q = exp(S / kappa) / total, then 3 x (columns to 1/M, rows to 1/N), x N.
+    for cls in (0, 2):
+        s = scores[labels == cls]
+        n, m = s.shape
+        q = torch.exp(s / 0.05)
+        q = q / q.sum()
+        for _ in range(3):
+            q = q / q.sum(0, keepdim=True) / m
+            q = q / q.sum(1, keepdim=True) / n
+        assert torch.allclose(q64[labels == cls], q * n, atol=1e-12)
+
+
+def test_align_signs_restores_deliberately_negated_prototypes():
+    torch.manual_seed(4)
+    bank = F.normalize(torch.randn(4, 3, 8), dim=-1)
+    # pixels near their keypoint's prototypes (each prototype gets a few noisy copies)
+    labels = torch.arange(4).repeat_interleave(6)
+    slots = torch.arange(3).repeat(8)
+    emb = bank[labels, slots] + 0.05 * torch.randn(24, 8)
+    flipped = bank.clone()
+    flipped[0, 1] *= -1
+    flipped[2] *= -1
+    flipped[3, 0] *= -1
+    aligned, seen = ops.align_signs(flipped, emb[:18], labels[:18])  # keypoint 3 has no pixels
+    assert seen.tolist() == [True, True, True, False]
+    assert torch.equal(aligned[:3], bank[:3])
+    assert torch.equal(aligned[3], flipped[3])  # unseen: left as it was
 
 
 def test_all_reduce_mean_is_identity_in_a_single_process():

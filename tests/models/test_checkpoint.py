@@ -111,6 +111,7 @@ def test_official_file_loads_and_converts(tmp_path, posebh):
     assert torch.equal(model.heads[5].final_layer.weight, state["associate_keypoint_heads.4.final_layer.weight"])
     if posebh:
         assert torch.equal(model.prototypes.prototypes, state["proto_head.kpt_prototype.prototypes"])
+        assert model.prototypes.abs_similarity is True  # released banks are scored with |cos|
         assert torch.equal(model.embedding.neck.downsample[1].running_var,
                            state["proto_head.neck.downsample.1.running_var"])
 
