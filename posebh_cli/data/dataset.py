@@ -23,7 +23,7 @@ import torch
 
 from posebh_cli.data.topdown import (affine_points, box_to_center_scale, compose, flip_matrix, get_warp_matrix,
                                      warp_image)
-from posebh_cli.errors import input_error
+from posebh_cli.errors import PosebhError, input_error
 
 if TYPE_CHECKING:
     from posebh_cli.data.codecs import MSRAHeatmap, UDPHeatmap
@@ -69,7 +69,8 @@ def half_body_joints(keypoints: np.ndarray, bbox_xywh, rng: np.random.Generator)
     box_mid_y = bbox_xywh[1] + bbox_xywh[3] * 0.5
     upper = np.flatnonzero(visible & (keypoints[:, 1] < box_mid_y))
     lower = np.flatnonzero(visible & (keypoints[:, 1] >= box_mid_y))
-    if rng.random() < 0.5 and len(upper) > 2:
+    # mmpose 0.x draws np.random.randn() < 0.5: the upper half first with probability Phi(0.5) ~ 0.69.
+    if rng.standard_normal() < 0.5 and len(upper) > 2:
         chosen = upper
     else:
         chosen = lower if len(lower) > 2 else upper
@@ -79,9 +80,30 @@ def half_body_joints(keypoints: np.ndarray, bbox_xywh, rng: np.random.Generator)
 
 
 def center_scale_of_points(points: np.ndarray, aspect_ratio: float, padding: float) -> tuple[np.ndarray, np.ndarray]:
-    """Center and padded scale of the tight box around `points` [N, 2]."""
+    """Half-body crop as mmpose 0.x: centred on the mean of `points` [N, 2], sized by their tight box (aspect
+    fixed, then padded)."""
     low, high = points.min(axis=0), points.max(axis=0)
-    return box_to_center_scale([low[0], low[1], high[0] - low[0], high[1] - low[1]], aspect_ratio, padding)
+    _, scale = box_to_center_scale([low[0], low[1], high[0] - low[0], high[1] - low[1]], aspect_ratio, padding)
+    return points.mean(axis=0).astype(np.float32), scale
+
+
+def clean_box(bbox_xywh, width: float | None = None, height: float | None = None) -> list[float]:
+    """A GT box as mmpose 0.x cleans it before cropping: x1 = max(0, x), x2 = min(W - 1, x1 + max(0, w - 1)),
+    (the same for y), returned as [x1, y1, x2 - x1, y2 - y1]: 1 px narrower and shorter than the raw box.
+
+    Without the image size only the lower clip applies. mmpose drops a box that this leaves empty; we keep
+    such a box raw (the dataset's checks have already refused non-positive boxes).
+    """
+    x, y, w, h = (float(v) for v in bbox_xywh[:4])
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2, y2 = x1 + max(0.0, w - 1), y1 + max(0.0, h - 1)
+    if width is not None:
+        x2 = min(float(width) - 1, x2)
+    if height is not None:
+        y2 = min(float(height) - 1, y2)
+    if x2 > x1 and y2 > y1:
+        return [x1, y1, x2 - x1, y2 - y1]
+    return [x, y, w, h]
 
 
 class TopDownDataset(torch.utils.data.Dataset):
@@ -146,11 +168,16 @@ class TopDownDataset(torch.utils.data.Dataset):
                               record=f"annotation id={inst.ann_id}", field="file_name")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
+    @staticmethod
+    def _box(inst: "Instance") -> list[float]:
+        """The GT box cleaned as mmpose 0.x (`clean_box`), with the image size when the annotations give it."""
+        return clean_box(inst.bbox, inst.extras.get("width"), inst.extras.get("height"))
+
     def _augment(self, inst: "Instance", keypoints: np.ndarray, rng: np.random.Generator) -> _Crop:
         """Draw the crop of a training sample; the draw order is fixed so the stream is reproducible."""
         aug = self.aug
         aspect = self.input_size[0] / self.input_size[1]
-        bbox = np.asarray(inst.bbox, dtype=np.float32)
+        bbox = np.asarray(self._box(inst), dtype=np.float32)
         center, scale = box_to_center_scale(bbox, aspect, self.box_padding)
         if rng.random() < aug.center_jitter_prob:
             center = center + rng.uniform(-aug.center_jitter, aug.center_jitter, 2).astype(np.float32) * bbox[2:4]
@@ -168,12 +195,21 @@ class TopDownDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         inst = self.instances[index]
-        image = self._read_image(inst)
+        decode_failed = False
+        try:
+            image = self._read_image(inst)
+        except PosebhError:
+            if not self.train:
+                raise
+            # Training skips the sample (zero weight, counted by the trainer) instead of dying mid-run.
+            decode_failed = True
+            image = np.zeros((int(inst.extras.get("height") or 64), int(inst.extras.get("width") or 64), 3), np.uint8)
         keypoints = np.asarray(inst.keypoints, dtype=np.float32)
         if self.train:
             crop = self._augment(inst, keypoints, self.rng(index))
         else:
-            crop = _Crop(*box_to_center_scale(inst.bbox, self.input_size[0] / self.input_size[1], self.box_padding))
+            crop = _Crop(*box_to_center_scale(self._box(inst), self.input_size[0] / self.input_size[1],
+                                              self.box_padding))
 
         matrix = get_warp_matrix(crop.center, crop.scale, crop.rotation, self.input_size, self.codec.use_udp)
         if crop.flipped:
@@ -185,12 +221,15 @@ class TopDownDataset(torch.utils.data.Dataset):
         pixels = warp_image(image, matrix, self.input_size)
 
         heatmaps, weights = self.codec.encode(points[:, :2], points[:, 2] > 0)
+        if decode_failed:
+            heatmaps, weights, points[:, 2] = heatmaps * 0, weights * 0, 0
         return {
             "image": normalise(pixels),
             "heatmaps": _pad(heatmaps, self.max_keypoints),
             "target_weight": _pad(weights, self.max_keypoints),
             "keypoints": _pad(points.astype(np.float32), self.max_keypoints),
             "dataset_idx": self.dataset_idx,
+            "decode_failed": decode_failed,
             "meta": {
                 "image_id": inst.image_id, "ann_id": inst.ann_id,
                 "center": crop.center.astype(np.float32), "scale": crop.scale.astype(np.float32),
@@ -240,5 +279,6 @@ def collate(samples: list[dict]) -> dict:
         "target_weight": stack("target_weight"),
         "keypoints": stack("keypoints"),
         "dataset_idx": torch.tensor([s["dataset_idx"] for s in samples], dtype=torch.long),
+        "decode_failed": torch.tensor([s.get("decode_failed", False) for s in samples], dtype=torch.bool),
         "meta": [s["meta"] for s in samples],
     }

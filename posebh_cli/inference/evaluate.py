@@ -1,8 +1,12 @@
 """Run a model over a prepared split and score it with the dataset's protocol.
 
-GT boxes by default (each result carries the `ann_id` it was cut from, which PCKh and InterHand pair on);
-with detection boxes (COCO detection list) the boxes are thresholded, the instances rescored and filtered by
-OKS-NMS, as in the COCO person protocol. Nothing is written to disk.
+GT boxes by default (each result carries the `ann_id` it was cut from, which PCKh and InterHand pair on), cleaned
+as mmpose 0.x cleans them; with detection boxes (COCO detection list) the boxes are thresholded and used raw.
+For the OKS-AP protocols, as mmpose 0.x's evaluation with its default `use_nms=True` on every COCO-style
+dataset (COCO, AIC, AP-10K, APT-36K, OCHuman, 3DPW, COCO-WholeBody, with GT or detected boxes): instances are
+rescored (box score x mean keypoint score above 0.2) and filtered by OKS-NMS at 0.9, and results carry no box,
+so the evaluator takes each result's area (for APm/APl) from its keypoints' extent. PCKh and InterHand pair
+results with annotations instead: no NMS there, and results keep their box. Nothing is written to disk.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from posebh_cli.data.dataset import clean_box
 from posebh_cli.data.prepared import PreparedDataset, open_prepared
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.evaluation import evaluate_predictions, protocol_for
@@ -24,13 +29,18 @@ NMS_THRESHOLD = 0.9
 
 
 def gt_boxes(gt: dict) -> dict[int, list[dict]]:
-    """Per image id, the non-crowd annotations with a positive box: {bbox, score 1, ann_id, category_id}."""
+    """Per image id, the non-crowd annotations with a positive box: {bbox, score 1, ann_id, category_id}.
+
+    Boxes are cleaned as mmpose 0.x does (`clean_box`) where the image size is known.
+    """
+    sizes = {im["id"]: (im.get("width"), im.get("height")) for im in gt.get("images", [])}
     boxes: dict[int, list[dict]] = {}
     for ann in gt.get("annotations", []):
         x, y, w, h = ann["bbox"]
         if ann.get("iscrowd", 0) or w <= 0 or h <= 0:
             continue
-        boxes.setdefault(ann["image_id"], []).append({"bbox": [x, y, w, h], "score": 1.0, "ann_id": ann["id"],
+        box = clean_box([x, y, w, h], *sizes.get(ann["image_id"], (None, None)))
+        boxes.setdefault(ann["image_id"], []).append({"bbox": box, "score": 1.0, "ann_id": ann["id"],
                                                       "category_id": ann.get("category_id", 1)})
     return boxes
 
@@ -62,16 +72,26 @@ def subset_images(gt: dict, image_ids: list[int]) -> dict:
             "annotations": [a for a in gt.get("annotations", []) if a["image_id"] in keep]}
 
 
+def uses_oks_nms(protocol: str) -> bool:
+    """mmpose 0.x applies OKS-NMS (and writes box-less results) for every OKS-AP dataset, GT boxes or not."""
+    return protocol in ("coco", "coco_noarea", "wholebody")
+
+
 def _results_for_image(image_id: int, instances: list[dict], jobs: list[dict], use_nms: bool,
                        sigmas) -> list[dict]:
-    """COCO results entries for one image's instances (predicted from `jobs`, in the same order)."""
+    """COCO results entries for one image's instances (predicted from `jobs`, in the same order).
+
+    With `use_nms` (the OKS-AP protocols) the kept instances are written without a box, as mmpose writes them;
+    otherwise every instance is written with the box it was cropped from (PCKh/InterHand pairing may use it).
+    """
     order = nms_instances(instances, sigmas, NMS_THRESHOLD) if use_nms else range(len(instances))
     results = []
     for k in order:
         inst, job = instances[k], jobs[k]
         entry = {"image_id": image_id, "category_id": job["category_id"],
-                 "keypoints": inst["keypoints"].reshape(-1).tolist(), "score": inst["score"],
-                 "bbox": [float(v) for v in inst["bbox"]]}
+                 "keypoints": inst["keypoints"].reshape(-1).tolist(), "score": inst["score"]}
+        if not use_nms:
+            entry["bbox"] = [float(v) for v in inst["bbox"]]
         if "ann_id" in job:
             entry["ann_id"] = job["ann_id"]
         results.append(entry)
@@ -81,11 +101,13 @@ def _results_for_image(image_id: int, instances: list[dict], jobs: list[dict], u
 def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, dataset_name: str | None,
                    flip: bool = True, batch_size: int = 32, max_images: int | None = None,
                    boxes: str | Path | list | None = None, source: str = "head", device: str | None = None,
-                   recipe: dict | None = None, box_score_thr: float = 0.0) -> dict[str, float]:
+                   recipe: dict | None = None, box_score_thr: float = 0.0,
+                   keep_results: list | None = None) -> dict[str, float]:
     """Metrics of `model` on `split` of a prepared dataset, predicting with the head `dataset_name`.
 
     `dataset_name` None picks the head whose skeleton is the dataset's. `max_images` scores only the first
     images (by id) of the split, against their own annotations. The model's train/eval mode is restored.
+    `keep_results`, a list, receives the COCO results entries that were scored.
     """
     if not isinstance(prepared, PreparedDataset):
         prepared = open_prepared(prepared)
@@ -102,6 +124,8 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
         use_detections = boxes is not None
         jobs_by_image = _detection_boxes(boxes, box_score_thr) if use_detections else gt_boxes(gt)
         results = predict_split(predictor, prepared, split, images, jobs_by_image, use_detections)
+        if keep_results is not None:
+            keep_results.extend(results)
     finally:
         model.train(was_training)
     protocol = protocol_for(prepared.skeleton.name, prepared.source_format)
@@ -144,7 +168,8 @@ def predict_split(predictor: Predictor, prepared: PreparedDataset, split: str, i
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, boxes: str | Path | None = None,
                         flip: bool = True, dataset: str | None = None, batch_size: int = 32,
-                        device: str | None = None) -> dict[str, float]:
+                        device: str | None = None, source: str = "head",
+                        keep_results: list | None = None) -> dict[str, float]:
     """`posebh evaluate --checkpoint`: load a checkpoint and score it on a prepared split.
 
     The head is `dataset`, else the head named like the prepared dataset, else the one with its skeleton.
@@ -156,7 +181,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, bo
     if dataset is None and prepared.name in model.datasets:
         dataset = prepared.name
     return evaluate_model(model, prepared, split, dataset, flip=flip, batch_size=batch_size, boxes=boxes,
-                          device=device, recipe=recipe)
+                          device=device, recipe=recipe, source=source, keep_results=keep_results)
 
 
-__all__ = ["evaluate_model", "evaluate_checkpoint", "gt_boxes", "subset_images", "predict_split"]
+__all__ = ["evaluate_model", "evaluate_checkpoint", "gt_boxes", "subset_images", "predict_split", "uses_oks_nms"]

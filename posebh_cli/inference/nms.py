@@ -38,7 +38,7 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
             threshold: float = 0.9) -> list[int]:
-    """Indices of the instances kept by greedy OKS-NMS, best score first.
+    """Indices of the instances kept by greedy OKS-NMS, best score first (ties: the later index first, as mmpose).
 
     An instance is suppressed when its OKS with a higher-scoring kept instance is above `threshold`.
     """
@@ -46,7 +46,8 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
     if scores.size == 0:
         return []
     oks = oks_matrix(keypoints, areas, sigmas)
-    order = np.argsort(-scores, kind="stable")
+    # mmpose visits `scores.argsort()[::-1]`: best first and, among equal scores, the later instance first.
+    order = np.argsort(scores, kind="stable")[::-1]
     suppressed = np.zeros(len(scores), dtype=bool)
     keep: list[int] = []
     for i in order:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from posebh_cli.data.codecs import MSRAHeatmap, UDPHeatmap
-from posebh_cli.data.dataset import AugmentConfig, TopDownDataset, collate, half_body_joints
+from posebh_cli.data.dataset import (AugmentConfig, TopDownDataset, center_scale_of_points, clean_box, collate,
+                                     half_body_joints)
 from posebh_cli.data.prepared import Instance, open_prepared, write_prepared
 from posebh_cli.errors import PosebhError
 from posebh_cli.skeletons import load_skeleton
@@ -55,7 +56,9 @@ def test_eval_sample_shapes_padding_and_targets(person):
     assert sample["dataset_idx"] == 2
     meta = sample["meta"]
     assert (meta["image_id"], meta["ann_id"], meta["flipped"], meta["rotation"]) == (7, 70, False, 0.0)
-    assert meta["center"] == pytest.approx([100, 120]) and meta["scale"] == pytest.approx([150, 200])
+    # The box (60, 40, 80, 160) cleaned as mmpose 0.x: (60, 40, 79, 159) -> centre (99.5, 119.5);
+    # w grows to 0.75 * 159 = 119.25, then x 1.25 padding.
+    assert meta["center"] == pytest.approx([99.5, 119.5]) and meta["scale"] == pytest.approx([149.0625, 198.75])
     assert meta["image_path"] == str(inst.image_path) and meta["num_keypoints"] == 17
     # The image is normalised with ImageNet statistics: the grey background is one value per channel.
     assert sample["image"][0, 0, 0] == pytest.approx((40 / 255 - 0.485) / 0.229, abs=1e-5)
@@ -133,6 +136,32 @@ def test_half_body_splits_by_height_in_the_box():
     upper = tuple(sorted(map(tuple, keypoints[[0, 1, 2, 4, 5, 6, 7, 8], :2].tolist())))
     lower = tuple(sorted(map(tuple, keypoints[9:, :2].tolist())))     # hanging wrists are below the box centre
     assert chosen == {upper, lower}
+
+
+def test_half_body_picks_the_upper_half_when_randn_is_below_half():
+    # mmpose 0.x: np.random.randn() < 0.5, i.e. P(upper) = Phi(0.5) = 0.6915 when both halves qualify.
+    keypoints = coco_person()
+    bbox = np.array([60, 40, 80, 160], np.float32)
+    upper = 0
+    for seed in range(4000):
+        points = half_body_joints(keypoints, bbox, np.random.default_rng(seed))
+        upper += int(points[:, 1].max() < 120)
+    assert upper / 4000 == pytest.approx(0.6915, abs=0.025)
+
+
+def test_half_body_crop_is_centred_on_the_mean_of_the_joints():
+    points = np.array([[0, 0], [10, 0], [10, 40], [0, 4]], np.float32)
+    center, scale = center_scale_of_points(points, aspect_ratio=0.75, padding=1.5)
+    # mean (5, 11) - not the box centre (5, 20); box 10 x 40 -> w = 30, scale = (30, 40) x 1.5
+    assert center.tolist() == [5.0, 11.0] and scale.tolist() == [45.0, 60.0]
+
+
+def test_clean_box_as_mmpose():
+    assert clean_box([60, 40, 80, 160], 320, 240) == [60, 40, 79, 159]
+    assert clean_box([-5, 10, 50, 300], 320, 240) == [0, 10, 49, 229]  # clipped to x >= 0, y2 <= H - 1 = 239
+    assert clean_box([300, 10, 50, 20], 320, 240) == [300, 10, 19, 19]  # x2 = min(319, 349)
+    assert clean_box([60, 40, 80, 160]) == [60, 40, 79, 159]  # no image size: only the 1 px
+    assert clean_box([5, 5, 0.5, 10], 320, 240) == [5, 5, 0.5, 10]  # mmpose drops it; we keep it raw
 
 
 def test_half_body_crop_zooms_in(person):
