@@ -149,11 +149,11 @@ class PoseModel(nn.Module):
     @staticmethod
     def _own_rows(head: HeatmapHead, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         rows = mask.nonzero(as_tuple=True)[0]
-        h, w = features.shape[-2] * 4, features.shape[-1] * 4
-        out = features.new_zeros(features.shape[0], head.final_layer.out_channels, h, w)
-        if rows.numel():
-            out = out.index_copy(0, rows, head(features.index_select(0, rows)))
-        return out
+        if not rows.numel():  # the head's output size without running it (BatchNorm refuses an empty batch)
+            h, w = features.shape[-2] * 4, features.shape[-1] * 4
+            return features.new_zeros(features.shape[0], head.final_layer.out_channels, h, w)
+        selected = head(features.index_select(0, rows))  # its own size: heads may upsample more or less than 4x
+        return selected.new_zeros(features.shape[0], *selected.shape[1:]).index_copy(0, rows, selected)
 
     @torch.no_grad()
     def heatmaps(self, images: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
