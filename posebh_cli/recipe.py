@@ -11,6 +11,7 @@ below the methods, so it cannot know them.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,12 @@ def apply_overrides(raw: Any, overrides: list[str], file: Path | str | None = No
         if "=" not in item:
             raise input_error(file, f"override {item!r} must look like key.sub=value", field="--set")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0]
+            raise input_error(file, f"override {item!r}: the value is not valid YAML ({problem})",
+                              field=key.strip()) from None
         node = raw
         parts = key.strip().split(".")
         for i, part in enumerate(parts):
@@ -346,7 +352,9 @@ def check_number(value: Any, file: str | Path | None, key: str, low: float | Non
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise input_error(file, f"must be a number, got {value!r}", field=key)
     value = float(value)
-    if value != value or (low is not None and (value < low or (low_open and value == low))):
+    if not math.isfinite(value):  # NaN or .inf would train silently into NaN weights
+        raise input_error(file, f"must be a finite number, got {value!r}", field=key)
+    if low is not None and (value < low or (low_open and value == low)):
         raise input_error(file, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}", field=key)
     if high is not None and (value > high or (high_open and value == high)):
         raise input_error(file, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}", field=key)

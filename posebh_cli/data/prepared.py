@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.errors import PosebhError, input_error, fault_point
 from posebh_cli.files import atomic_folder, read_json, read_yaml
 from posebh_cli.skeletons import Skeleton, list_skeletons, load_skeleton
 
@@ -79,12 +79,18 @@ class PreparedDataset:
         images = {image["id"]: image for image in coco.get("images", [])}
         num = self.skeleton.num_keypoints
         out = []
-        for ann in coco.get("annotations", []):
-            values = np.asarray(ann.get("keypoints", []), dtype=np.float32)
-            if values.size != num * 3:
-                raise input_error(path, f"expected {num * 3} values, got {values.size}",
-                                  record=f"annotation id={ann.get('id')}", field="keypoints")
-            keypoints = values.reshape(num, 3)
+        for index, ann in enumerate(coco.get("annotations", [])):
+            where = f"annotation id={ann.get('id')}" if isinstance(ann, dict) else f"annotation #{index}"
+            if not isinstance(ann, dict):
+                raise input_error(path, "expected an object", record=where)
+            for key in ("id", "image_id", "keypoints", "bbox"):
+                if key not in ann:
+                    raise input_error(path, "missing", record=where, field=key)
+            keypoints = _numbers(ann["keypoints"], num * 3, path, where, "keypoints").reshape(num, 3)
+            bbox = _numbers(ann["bbox"], 4, path, where, "bbox")
+            if not (bbox[2] > 0 and bbox[3] > 0):
+                raise input_error(path, f"box must have positive width and height, got {bbox.tolist()}",
+                                  record=where, field="bbox")
             if labelled_only and (ann.get("iscrowd", 0) or not np.any(keypoints[:, 2] > 0)):
                 continue
             image = images.get(ann["image_id"])
@@ -94,9 +100,24 @@ class PreparedDataset:
             extras = {k: v for k, v in image.items() if k not in CORE_IMAGE_KEYS}
             extras.update({k: v for k, v in ann.items() if k not in CORE_ANN_KEYS})
             out.append(Instance(image_path=self.image_root / image["file_name"], image_id=int(ann["image_id"]),
-                                ann_id=int(ann["id"]), bbox=np.asarray(ann["bbox"], dtype=np.float32),
+                                ann_id=int(ann["id"]), bbox=bbox,
                                 keypoints=keypoints, extras=extras))
         return out
+
+
+def _numbers(values, count: int, path: Path, where: str, key: str) -> np.ndarray:
+    """Exactly `count` finite numbers (not strings, not booleans) as float32."""
+    items = values if isinstance(values, list) else [values]
+    bad = next((v for v in items if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+    if bad is not None or not isinstance(values, list):
+        raise input_error(path, f"expected a list of {count} numbers, got {bad if bad is not None else values!r}",
+                          record=where, field=key)
+    if len(values) != count:
+        raise input_error(path, f"expected {count} values, got {len(values)}", record=where, field=key)
+    array = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise input_error(path, "contains NaN or infinity", record=where, field=key)
+    return array
 
 
 def _read_meta(root: Path) -> dict:
@@ -211,6 +232,7 @@ def write_prepared(out_dir: str | Path, name: str, skeleton: str | Path | Skelet
             coco = dict(coco)
             coco["categories"] = [_category(sk, cat) for cat in coco.get("categories") or [None]]
             _dump_json(coco, tmp / f"{split}.json")
+            fault_point("prepare.split_written")
             meta["splits"][split] = f"{split}.json"
             meta["counts"][split] = {k: int(v) for k, v in (counts.get(split) or {}).items()}
         if detections:

@@ -64,6 +64,7 @@ class MultiDatasetSampler(torch.utils.data.Sampler):
             raise PosebhError(f"an epoch of {self.epoch_length} samples holds no global batch of {self.global_batch}")
         self.epoch = 0
         self.position = 0
+        self._loaded = False  # a loaded position is honoured as is, even at the epoch's end
 
     def __len__(self) -> int:
         """Indices per rank per epoch."""
@@ -74,6 +75,7 @@ class MultiDatasetSampler(torch.utils.data.Sampler):
         if int(epoch) != self.epoch:
             self.epoch = int(epoch)
             self.position = 0
+            self._loaded = False
 
     def global_order(self, epoch: int) -> np.ndarray:
         """All ranks' indices of one epoch, [num_batches, global_batch]."""
@@ -103,8 +105,10 @@ class MultiDatasetSampler(torch.utils.data.Sampler):
         return self.global_order(epoch)[:, columns].reshape(-1)
 
     def __iter__(self) -> Iterator[int]:
-        if self.position >= len(self):
+        if self.position >= len(self) and not self._loaded:
             self.position = 0           # a finished epoch iterated again starts over
+        # A state saved after the epoch's last batch resumes with nothing left of that epoch (not a replay).
+        self._loaded = False
         order = self.rank_order(self.epoch)
         while self.position < len(order):
             index = int(order[self.position])
@@ -118,3 +122,4 @@ class MultiDatasetSampler(torch.utils.data.Sampler):
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
+        self._loaded = True

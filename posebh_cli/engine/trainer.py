@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from posebh_cli.recipe import Recipe
 from posebh_cli.engine.stages import apply_stage
 from posebh_cli.engine.state import Progress as TrainProgress
 from posebh_cli.engine.state import find_state, load_state, progress_dict, save_state
-from posebh_cli.errors import PosebhError
+from posebh_cli.errors import PosebhError, fault_point, input_error
 from posebh_cli.models.build import build_model
 
 MAIN_METRICS = ("AP", "PCKh", "AUC", "PCK")  # the first one an evaluation returns is "the" metric
@@ -34,15 +36,31 @@ MAIN_METRICS = ("AP", "PCKh", "AUC", "PCK")  # the first one an evaluation retur
 
 def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bool = False, skip_nonfinite: int = 0,
               max_steps: int | None = None, overrides: list[str] | None = None) -> Path:
-    """Train a recipe into a run directory; returns the run directory."""
+    """Train a recipe into a run directory; returns the run directory.
+
+    A new run that fails before its first saved state leaves no run directory behind (nothing to resume).
+    """
     recipe = load_recipe(recipe_path, overrides)
+    _check_arch(recipe, recipe_path)
     run_dir = Path(out) if out is not None else Path("runs") / recipe.name
     _check_run_dir(run_dir, resume)
+    fresh = not resume and not run_dir.exists()
+    try:
+        return _train(recipe, recipe_path, run_dir, resume, skip_nonfinite, max_steps)
+    except BaseException:
+        # Only rank 0 removes; a run with a saved state is kept for --resume.
+        if fresh and os.environ.get("RANK", "0") == "0" and find_state(run_dir / "state") is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(recipe: Recipe, recipe_path: str | Path, run_dir: Path, resume: bool, skip_nonfinite: int,
+           max_steps: int | None) -> Path:
     train = recipe.train
 
     accelerator = make_accelerator(recipe, run_dir)
     set_seed(train.seed)
-    console = Console(stderr=True, quiet=not accelerator.is_main_process)
+    console = Console(stderr=True, quiet=not accelerator.is_main_process, markup=False)  # paths print as written
 
     from posebh_cli.data.prepared import open_prepared
     from posebh_cli.methods import METHODS
@@ -58,7 +76,7 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
         model = build_model(recipe, [p.skeleton for p in prepared],
                             with_embedding=getattr(method_cls, "needs_embedding", False))
     optimizer = build_optimizer(model, train)  # before any freezing: frozen params just get no gradient
-    loader, sampler, datasets, loader_generator = build_train_loader(recipe, prepared, accelerator)
+    loader, sampler, datasets, loader_generator = build_train_loader(recipe, prepared, accelerator, recipe_path)
 
     progress = TrainProgress()
     if resume:
@@ -72,7 +90,7 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
         if accelerator.scaler is not None and saved.get("scaler") is not None:
             accelerator.scaler.load_state_dict(saved["scaler"])
         accelerator.step = progress.micro_step
-        _truncate_metrics(run_dir / "metrics.jsonl", progress.step, accelerator)
+        _truncate_metrics(run_dir / "metrics.jsonl", progress, accelerator)
         console.print(f"resuming {run_dir} at epoch {progress.epoch}, step {progress.step}")
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
@@ -85,7 +103,7 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     samples_per_step = train.batch_size * train.grad_accum * accelerator.num_processes
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}"), console=console, disable=not accelerator.is_main_process)
     task = bar.add_task(recipe.name, total=total_steps, completed=progress.step, info="")
     window = {"time": time.perf_counter(), "last_step": progress.step, "sums": {}, "count": 0}
@@ -129,6 +147,7 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
                     optimizer.zero_grad(set_to_none=True)
                 progress.batch_in_epoch += 1
                 progress.micro_step += 1
+                _count_undecodable(batch, progress, console)
                 _accumulate_log(window, losses, total)
                 if not accelerator.sync_gradients:
                     continue
@@ -141,6 +160,7 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
                 bar.update(task, completed=progress.step)
                 if train.checkpoint_every_steps and progress.step % train.checkpoint_every_steps == 0:
                     _checkpoint(run_dir, accelerator, unwrapped, optimizer, method, progress)
+                fault_point("train.step")
                 if _done(progress, max_steps):
                     break
 
@@ -148,9 +168,11 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
                 break  # stopped mid-epoch by --max-steps: the saved state continues this epoch
             progress.epoch += 1
             progress.batch_in_epoch = 0
+            fault_point("train.epoch_end")
             if _due(epoch, train.val_every_epochs, train.epochs):
                 _validate(recipe, prepared, unwrapped, run_dir, accelerator, progress, console)
                 model.train()
+                fault_point("train.validated")
             # Not while gradients are still being accumulated: they are not part of the saved state.
             if _due(epoch, train.checkpoint_every_epochs, train.epochs) and accelerator.sync_gradients:
                 _checkpoint(run_dir, accelerator, unwrapped, optimizer, method, progress)
@@ -160,8 +182,32 @@ def train_mdt(recipe_path: str | Path, out: str | Path | None = None, resume: bo
         _save_model(unwrapped, run_dir, recipe, progress)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    console.print(f"wrote {run_dir}")
+    if progress.skipped_images:
+        console.print(f"{progress.skipped_images} training sample(s) skipped: their image failed to decode",
+                      style="yellow", markup=False, soft_wrap=True)
+    console.print(f"wrote {run_dir}", markup=False, soft_wrap=True)
     return run_dir
+
+
+def _check_arch(recipe: Recipe, recipe_path: str | Path) -> None:
+    from posebh_cli.models.vit import ARCHS
+
+    if recipe.model.arch not in ARCHS:
+        raise input_error(recipe_path, f"unknown architecture {recipe.model.arch!r} (allowed: {', '.join(ARCHS)})",
+                          field="model.arch")
+
+
+def _count_undecodable(batch: dict, progress: TrainProgress, console: Console) -> None:
+    """Samples whose image failed to decode trained with zero weight; count them and name each file once."""
+    failed = batch.get("decode_failed")
+    if failed is None or not bool(failed.any()):
+        return
+    for flag, meta in zip(failed.tolist(), batch["meta"]):
+        if flag:
+            progress.skipped_images += 1
+            console.print(f"warning: {meta['image_path']}: image failed to decode; sample skipped "
+                          f"({progress.skipped_images} so far)", style="yellow", markup=False, highlight=False,
+                          soft_wrap=True)
 
 
 # ------------------------------------------------------------------ building blocks
@@ -175,7 +221,7 @@ def make_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
                        project_dir=str(run_dir), kwargs_handlers=[ddp])
 
 
-def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator):
+def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator, recipe_path=None):
     """ConcatDataset of one TopDownDataset per recipe dataset (own codec, own half-body flag) + sampler.
 
     The sampler is distributed-aware (each rank takes its slice of one global order), so the loader is not
@@ -195,6 +241,14 @@ def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator)
         datasets.append(TopDownDataset(ds.instances(spec.train_split), ds.skeleton, codec, train=True,
                                        dataset_idx=i, input_size=(w, h), aug=augment, seed=train.seed,
                                        box_padding=spec.box_padding))
+        if len(datasets[-1]) == 0:  # its head would never be trained
+            raise input_error(recipe_path, f"dataset {spec.name!r} ({spec.path}) has no labelled training sample "
+                              f"in split '{spec.train_split}'", field=f"datasets[{i}].path")
+    global_batch = train.batch_size * accelerator.num_processes
+    if sum(len(d) for d in datasets) < global_batch:
+        raise input_error(recipe_path, f"must be at most {sum(len(d) for d in datasets) // accelerator.num_processes} "
+                          f"(the training samples of all datasets per process), got {train.batch_size}",
+                          field="train.batch_size")
     ratios = None if recipe.datasets[0].ratio is None else [d.ratio for d in recipe.datasets]
     sampler = MultiDatasetSampler([len(d) for d in datasets], ratios, batch_size=train.batch_size,
                                   num_replicas=accelerator.num_processes, rank=accelerator.process_index,
@@ -258,11 +312,25 @@ def _append_metrics(run_dir: Path, record: dict, accelerator: Accelerator) -> No
             f.write(json.dumps(record) + "\n")
 
 
-def _truncate_metrics(path: Path, step: int, accelerator: Accelerator) -> None:
-    """On resume, drop log lines written after the checkpoint (the killed run's lost steps)."""
+def _truncate_metrics(path: Path, progress: TrainProgress, accelerator: Accelerator) -> None:
+    """On resume, drop log lines written after the checkpoint (the killed run's lost steps and validations).
+
+    A validation record (no "stage" key) carries the epoch count after its epoch; one written after a state
+    saved at the same step but before that epoch ended is repeated by the resumed run, so it goes too.
+    """
     if not accelerator.is_main_process or not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+
+    def before_checkpoint(line: str) -> bool:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            return False  # a line torn by the kill
+        if record.get("step", 0) > progress.step:
+            return False
+        return "stage" in record or record.get("epoch", 0) <= progress.epoch
+
+    kept = [line for line in path.read_text().splitlines() if line and before_checkpoint(line)]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     tmp.replace(path)
