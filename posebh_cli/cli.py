@@ -5,13 +5,18 @@ line on stderr and exit status 2 (no traceback for user mistakes).
 """
 from __future__ import annotations
 
+import errno
 import functools
+import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from posebh_cli.errors import PosebhError
 
@@ -34,16 +39,31 @@ def _one_line(exc: PosebhError) -> str:
     return message
 
 
+# OS refusals that are the user's or the machine's situation, not a bug: one line, no traceback.
+_OS_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _user_errors(fn):
-    """Run a command; a PosebhError becomes one line on stderr and exit status 2."""
+    """Run a command; a PosebhError becomes one line on stderr and exit status 2, an OS refusal one line, exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except PosebhError as exc:
-            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
+            _error_line(_one_line(exc))
             raise typer.Exit(code=PosebhError.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _OS_ERRORS:
+                raise
+            where = exc.filename if exc.filename is not None else "output"
+            _error_line(f"{where}: {_OS_ERRORS[exc.errno]} ({exc.strerror}); nothing was left half-written")
+            raise typer.Exit(code=1) from None
 
     return wrapper
 
@@ -134,10 +154,13 @@ def prepare_data(
                               help="coco | aic | mpii | ap10k | apt36k | coco_wholebody | interhand | 3dpw"),
     src: Path = typer.Option(..., "--src", help="Dataset root folder in its official layout."),
     out: Path = typer.Option(..., "--out", help="Prepared dataset folder to create (must not exist)."),
-    skip_missing: bool = typer.Option(False, "--skip-missing", help="Drop (and count) images whose file is missing."),
+    skip_missing: bool = typer.Option(False, "--skip-missing",
+                                      help="Drop (and count) images whose file is missing or unreadable."),
     seed: int = typer.Option(0, "--seed", help="Seed of the APT-36K video split."),
     check_images: bool = typer.Option(True, "--check-images/--no-check-images",
-                                      help="Check that every listed image file exists."),
+                                      help="Check that every listed image exists and is readable (header and end "
+                                           "marker)."),
+    verify_images: bool = typer.Option(False, "--verify-images", help="Decode every image fully (slower)."),
     detections: Optional[Path] = typer.Option(None, "--detections",
                                               help="COCO detection results for val (coco, coco_wholebody)."),
 ) -> None:
@@ -145,7 +168,7 @@ def prepare_data(
     from posebh_cli.commands.prepare import prepare_dataset, summary_table
 
     summary = prepare_dataset(fmt, src, out, skip_missing=skip_missing, seed=seed, check_images=check_images,
-                              detections=detections)
+                              detections=detections, verify_images=verify_images)
     console.print(summary_table(summary))
     for note in summary["notes"]:
         console.print(note, highlight=False)

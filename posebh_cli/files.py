@@ -5,6 +5,7 @@ write under a temporary sibling name and rename at the end, so a failure leaves 
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -45,6 +46,37 @@ def read_yaml(path: str | Path, what: str = "file"):
 
 
 # ------------------------------------------------------------------ writing: all or nothing
+def check_writable_parent(target: str | Path, option: str) -> None:
+    """Refuse, before any work, an output whose nearest existing folder cannot be written or is a file."""
+    target = Path(target).absolute()
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise PosebhError(f"{target}: {option} is under {parent}, which is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PosebhError(f"{target}: {option} cannot be created: {parent} is not writable")
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Remove `.NAME.tmpPID` siblings of `target` left by a killed process (PID gone); a live writer's stay."""
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.tmp*"):
+        pid = tmp.name[len(f".{target.name}.tmp"):]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that process still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path to write; it replaces `path` when the block ends without an error.
@@ -54,6 +86,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    remove_stale_temporaries(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -71,6 +104,7 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     if out.exists() and any(out.iterdir()):
         raise PosebhError(f"{out}: already exists and is not empty; remove it or choose another output folder")
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    remove_stale_temporaries(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -34,7 +34,7 @@ def test_coco(tmp_path):
     summary, ds = prepare(tmp_path, "coco", ns.coco_sample)
     assert ds.skeleton.name == "coco" and ds.source_format == "coco"
     assert summary["splits"]["val"] == {"images": 2, "annotations": 3, "invisible_outside_image": 1,
-                                        "skipped_missing": 0}
+                                        "skipped_missing": 0, "skipped_unreadable": 0}
     val = ds.load_coco("val")
     first = next(a for a in val["annotations"] if a["id"] == 2000)
     assert first["keypoints"][:3] == [70.0, first["keypoints"][1], 0]  # kept, marked invisible

@@ -87,7 +87,8 @@ def test_missing_images_are_reported_or_skipped(tmp_path):
     (src / "val2017/000000000200.jpg").unlink()
     fails(tmp_path, "coco", "--src", str(src),
           expect="record image id=200: field 'file_name': image not found")
-    text = fails(tmp_path, "coco", "--src", str(src), expect="1 of 2 images of split 'val' missing; --skip-missing")
+    text = fails(tmp_path, "coco", "--src", str(src),
+                 expect="1 of 2 images of split 'val' missing or unreadable; --skip-missing")
     assert "000000000200.jpg" in text
 
     result, text = run(tmp_path, "coco", "--src", str(src), "--skip-missing")

@@ -87,7 +87,8 @@ def read_apt36k(src: Path, options: ReadOptions) -> ReadResult:
         image_id = as_int_id(require(ann, "image_id", path, where), path, where, "image_id")
         if image_id not in video_by_image:
             raise input_error(path, f"refers to unknown image id {image_id}", record=where, field="image_id")
-        categories_of_video[video_by_image[image_id]][ann.get("category_id", 1)] += 1
+        category_id = as_int_id(ann.get("category_id", 1), path, where, "category_id")
+        categories_of_video[video_by_image[image_id]][category_id] += 1
     video_category = {video: (categories_of_video[video].most_common(1)[0][0] if categories_of_video[video] else None)
                       for video in set(video_by_image.values())}
     split_of_video = split_videos(video_category, options.seed)

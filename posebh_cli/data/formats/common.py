@@ -6,7 +6,9 @@ arrays of the right length, finite numbers, boxes with positive size, listed ima
 """
 from __future__ import annotations
 
+import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -27,6 +29,7 @@ class ReadOptions:
     skip_missing: bool = False
     seed: int = 0
     check_images: bool = True
+    verify_images: bool = False  # full decode of every image instead of the header and end-marker check
     detections: Path | None = None
 
 
@@ -77,11 +80,16 @@ def as_int_id(value, path: Path, where: str, key: str = "id") -> int:
 
 
 def as_numbers(values, count: int, path: Path, where: str, key: str) -> np.ndarray:
-    """A flat (or nested) list of exactly `count` finite numbers as float64."""
+    """A flat (or nested) list of exactly `count` finite numbers as float64 (a string "12.5" is not a number)."""
     try:
-        array = np.asarray(values, dtype=np.float64).reshape(-1)
+        items = np.asarray(values, dtype=object).reshape(-1)
     except (TypeError, ValueError):
         raise input_error(path, "expected numbers", record=where, field=key) from None
+    bad = next((v for v in items if isinstance(v, (bool, np.bool_))
+                or not isinstance(v, (int, float, np.integer, np.floating))), None)
+    if bad is not None:
+        raise input_error(path, f"expected numbers, got {bad!r}", record=where, field=key)
+    array = items.astype(np.float64)
     if array.size != count:
         raise input_error(path, f"expected {count} values, got {array.size}", record=where, field=key)
     if not np.all(np.isfinite(array)):
@@ -137,6 +145,39 @@ def image_size(path: Path) -> tuple[int, int] | None:
     return None if image is None else (int(image.shape[1]), int(image.shape[0]))
 
 
+def image_problem(path: Path, verify: bool = False) -> str | None:
+    """Why an image file cannot be used ("not found", "cannot be decoded", ...), or None when it can.
+
+    The default check reads the header and the format's end marker (catches 0-byte, non-image and truncated
+    PNG/JPEG files at a few bytes per image); `verify` decodes the whole image.
+    """
+    if not path.is_file():
+        return "not found"
+    if verify:
+        return None if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None else "cannot be decoded"
+    if image_size(path) is None:
+        return "is not a readable image"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 12))
+            tail = f.read()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and not tail.endswith(b"IEND\xaeB`\x82"):
+        return "is truncated (no PNG end chunk)"
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        return "is truncated (no JPEG end marker)"
+    return None
+
+
+def check_image_files(paths: list[Path], verify: bool, desc: str) -> list[str | None]:
+    """`image_problem` of every path, in order, on a few threads (file IO and OpenCV release the GIL)."""
+    workers = min(8, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(workers) as pool:
+        return list(progress(pool.map(lambda p: image_problem(p, verify), paths), desc, total=len(paths)))
+
+
 def _jpeg_size(f) -> tuple[int, int] | None:
     # Walk the JPEG markers to the first start-of-frame (SOF0..SOF15 except DHT/JPG/DAC), which holds H and W.
     f.seek(2)
@@ -181,8 +222,9 @@ def category(skeleton: Skeleton, cat_id: int = 1, name: str | None = None, super
 class SplitBuilder:
     """Collects one split's images and annotations with the checks every format shares.
 
-    Duplicate ids are errors. Images whose file is missing are errors unless `skip_missing`, which drops them
-    with their annotations and counts them. Labelled keypoints outside the image are kept, marked v=0, counted.
+    Duplicate ids are errors. Images whose file is missing or unreadable (`image_problem`) are errors unless
+    `skip_missing`, which drops them with their annotations and counts them. Labelled keypoints outside the
+    image are kept, marked v=0, counted.
     """
 
     def __init__(self, split: str, source: Path, image_root: Path, options: ReadOptions):
@@ -191,7 +233,8 @@ class SplitBuilder:
         self.annotations: list[dict] = []
         self._image_by_id: dict[int, dict] = {}
         self._ann_ids: set[int] = set()
-        self._missing: list[tuple[dict, str]] = []  # (image, record name for the error message)
+        self._missing: list[tuple[dict, str, str]] = []  # (image, record name for the message, problem)
+        self._to_check: list[tuple[dict, str]] = []  # images whose file is checked in finish(), in parallel
         self._outside_by_ann: dict[int, int] = {}
         self.skipped_ids: set[int] = set()  # ids of images dropped as missing, known after finish()
 
@@ -211,12 +254,11 @@ class SplitBuilder:
         if image.get("width") is None or image.get("height") is None:
             size = image_size(path) if path.is_file() else None
             if size is None:
-                self._missing.append((image, where))
+                self._missing.append((image, where, "not found" if not path.is_file() else "is not a readable image"))
                 return False
             image["width"], image["height"] = size
-        elif self.options.check_images and not path.is_file():
-            self._missing.append((image, where))
-            return False
+        if self.options.check_images:
+            self._to_check.append((image, where))
         for key in ("width", "height"):
             value = image[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != int(value):
@@ -248,18 +290,27 @@ class SplitBuilder:
         self.annotations.append(ann)
 
     def finish(self, categories: list[dict]) -> tuple[dict, dict]:
-        """The COCO dict of the split and its counts; raises on missing images unless skip_missing."""
+        """The COCO dict of the split and its counts; raises on missing or unreadable images unless skip_missing."""
+        if self._to_check:
+            paths = [self.image_root / image["file_name"] for image, _ in self._to_check]
+            problems = check_image_files(paths, self.options.verify_images, f"checking {self.split} images")
+            self._missing += [(image, where, problem)
+                              for (image, where), problem in zip(self._to_check, problems) if problem]
+            self._to_check = []
+        total = len(self._image_by_id)
         if self._missing and not self.options.skip_missing:
-            image, where = self._missing[0]
-            raise input_error(self.source, f"image not found: {self.image_root / image['file_name']} "
-                              f"({len(self._missing)} of {len(self.images) + len(self._missing)} images of split "
-                              f"'{self.split}' missing; --skip-missing drops them)", record=where, field="file_name")
-        missing_ids = self.skipped_ids = {image["id"] for image, _ in self._missing}
+            image, where, problem = self._missing[0]
+            raise input_error(self.source, f"image {problem}: {self.image_root / image['file_name']} "
+                              f"({len(self._missing)} of {total} images of split '{self.split}' missing or "
+                              f"unreadable; --skip-missing drops them)", record=where, field="file_name")
+        missing_ids = self.skipped_ids = {image["id"] for image, _, _ in self._missing}
+        images = [image for image in self.images if image["id"] not in missing_ids]
         annotations = [a for a in self.annotations if a["image_id"] not in missing_ids]
         outside = sum(self._outside_by_ann.get(a["id"], 0) for a in annotations)
-        coco = {"images": self.images, "annotations": annotations, "categories": categories}
-        counts = {"images": len(self.images), "annotations": len(annotations),
-                  "invisible_outside_image": outside, "skipped_missing": len(self._missing)}
+        coco = {"images": images, "annotations": annotations, "categories": categories}
+        unreadable = sum(problem != "not found" for _, _, problem in self._missing)
+        counts = {"images": len(images), "annotations": len(annotations), "invisible_outside_image": outside,
+                  "skipped_missing": len(self._missing) - unreadable, "skipped_unreadable": unreadable}
         return coco, counts
 
 

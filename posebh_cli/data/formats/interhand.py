@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebh_cli.data.formats.common import (ReadOptions, ReadResult, SplitBuilder, as_numbers, box_of_points,
+from posebh_cli.data.formats.common import (ReadOptions, ReadResult, SplitBuilder, as_int_id, as_numbers, box_of_points,
                                             category, load_json, progress, require, require_list)
 from posebh_cli.errors import input_error
 from posebh_cli.skeletons import load_skeleton
@@ -86,7 +86,7 @@ def read_interhand_split(files: dict[str, Path], split: str, image_root: Path, o
     next_id = 1
     for index, raw in enumerate(progress(require_list(data, "annotations", data_path), f"{split} hands")):
         where = f"annotation id={raw.get('id')}" if isinstance(raw, dict) else f"annotations[{index}]"
-        image_id = require(raw, "image_id", data_path, where)
+        image_id = as_int_id(require(raw, "image_id", data_path, where), data_path, where, "image_id")
         image = images.get(image_id)
         if image is None:
             raise input_error(data_path, f"refers to unknown image id {image_id!r}", record=where, field="image_id")

@@ -60,10 +60,28 @@ def read_scorehypo_split(path: Path, split: str, image_root: Path, options: Read
                               fix_image=fix_image)
 
 
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Admits only the numpy and builtin types 3DPW's sequence files hold: a pickle cannot run code on load."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("builtins", "list"), ("builtins", "dict"),
+               ("builtins", "tuple"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"),
+               ("builtins", "complex"), ("__builtin__", "list"), ("__builtin__", "dict"), ("__builtin__", "set"),
+               ("_codecs", "encode"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+               ("__builtin__", "object"), ("builtins", "object")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays and plain data "
+                                         f"are allowed in a sequence file")
+        return super().find_class(module, name)
+
+
 def load_sequence(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            seq = pickle.load(f, encoding="latin1")
+            seq = _DataOnlyUnpickler(f, encoding="latin1").load()
     except Exception as exc:  # a broken pickle raises many unrelated types
         raise input_error(path, f"cannot read pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(seq, dict):
