@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from posebh_cli.cli import app
 from posebh_cli.recipe import recipe_from_dict
 from posebh_cli.errors import PosebhError
-from posebh_cli.commands.quickstart import (FULL, MDT_DATASETS, TINY, make_zoo, plan_training, quickstart_recipe, run_quickstart,
-                                  scale_stages, seconds_per_step)
+from posebh_cli.commands.quickstart import (BASE_MODEL, FULL, MDT_DATASETS, TINY, make_zoo, plan_training,
+                                           quickstart_recipe, run_quickstart, scale_stages, seconds_per_step,
+                                           with_base)
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
 
@@ -25,8 +26,7 @@ def test_scale_stages_keeps_proportions_and_tiles_the_epochs():
     assert [s["epochs"] for s in scale_stages(STAGES, 12, 2)] == [[0, 1], [1, 2]]   # every stage keeps an epoch
     three = STAGES + [{"name": "c", "epochs": [12, 13]}]
     assert [s["epochs"] for s in scale_stages(three, 13, 3)] == [[0, 1], [1, 2], [2, 3]]
-    with pytest.raises(PosebhError, match="at least 2 epochs"):
-        scale_stages(STAGES, 12, 1)
+    assert [(s["name"], s["epochs"]) for s in scale_stages(STAGES, 12, 1)] == [(STAGES[0]["name"], [0, 1])]
 
 
 def test_training_plan_fits_the_budget():
@@ -54,7 +54,46 @@ def test_the_recipe_validates_and_trains_the_six_datasets(plan):
     assert recipe.stages[-1].epochs[1] == 6 and "css" in recipe.stages[-1].losses
 
 
-def test_bad_budget_and_out_are_one_line_errors(tmp_path):
+@pytest.fixture
+def tiny_base(tmp_path, monkeypatch):
+    """A random-weight multi-head model on the six MDT skeletons at 64x48, installed as the built-in zoo-base."""
+    from posebh_cli.models import store
+    from posebh_cli.models.checkpoint import save_checkpoint
+    from posebh_cli.models.pose_model import PoseModel
+    from posebh_cli.skeletons import load_skeleton
+
+    torch.manual_seed(0)
+    model = PoseModel("vit_pico", list(MDT_DATASETS), [load_skeleton(n) for n in MDT_DATASETS], img_size=(64, 48),
+                      head_channels=64)
+    weights = tmp_path / "weights"
+    save_checkpoint(model, weights / BASE_MODEL)
+    monkeypatch.setattr(store, "BUILTIN_DIR", weights)
+    return weights / BASE_MODEL
+
+
+@pytest.mark.parametrize("plan", [FULL, TINY])
+def test_from_the_base_the_recipe_runs_posebhs_three_stages_on_the_base_model(plan, tiny_base):
+    plan = with_base(plan)
+    assert plan.base == tiny_base and plan.model_size == (64, 48) and plan.min_epochs == 3
+    prepared = {name: Path(f"/data/{name}") for name in plan.sizes}
+    raw = quickstart_recipe(prepared, plan, seed=5, epochs=6)
+    assert raw["model"]["init"] == {"kind": "ours", "path": str(tiny_base)}
+    recipe = recipe_from_dict(raw, check_paths=False)
+    assert [s.name for s in recipe.stages] == ["prototypes", "heads", "all"]
+    assert tuple(recipe.stages[0].trainable) == ("embedding",) and "css" in recipe.stages[1].losses
+    assert recipe.stages[-1].epochs[1] == 6
+
+
+def test_without_a_shipped_base_the_quickstart_says_how_to_go_on(tmp_path, monkeypatch):
+    from posebh_cli.models import store
+
+    monkeypatch.setattr(store, "BUILTIN_DIR", tmp_path / "nothing")
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path / "q"), "--tiny"])
+    assert result.exit_code == 2 and "--from-scratch" in result.output and "train_zoo_base.py" in result.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_bad_budget_and_out_are_one_line_errors(tmp_path, tiny_base):
     runner = CliRunner()
     result = runner.invoke(app, ["quickstart", "--out", str(tmp_path / "q"), "--minutes-budget", "0"])
     assert result.exit_code == 2 and "--minutes-budget" in result.output
@@ -65,7 +104,7 @@ def test_bad_budget_and_out_are_one_line_errors(tmp_path):
     assert not (tmp_path / "q").exists()
     started = tmp_path / "started"
     started.mkdir()
-    (started / "settings.json").write_text('{"seed": 1, "tiny": true}')
+    (started / "settings.json").write_text('{"seed": 1, "tiny": true, "from_scratch": false}')
     result = runner.invoke(app, ["quickstart", "--out", str(started), "--tiny"])
     assert result.exit_code == 2 and "was started with" in result.output
 
@@ -114,10 +153,12 @@ def test_calibration_times_each_stage_without_start_up(tmp_path, one_thread, mon
 
 
 @pytest.mark.slow
-def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch):
+@pytest.mark.parametrize("from_scratch", [False, True])
+def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch, tiny_base, from_scratch):
     monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
     out = tmp_path / "qs"
-    summary = run_quickstart(out, minutes_budget=1, seed=0, tiny=True)
+    summary = run_quickstart(out, minutes_budget=1, seed=0, tiny=True, from_scratch=from_scratch)
+    assert (summary["base_metrics"] is None) == from_scratch
     saved = json.loads((out / "quickstart.json").read_text())
     assert saved["metrics"].keys() == set(MDT_DATASETS)
     assert (out / "runs" / "posebh" / "model.safetensors").is_file()
@@ -129,5 +170,5 @@ def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch)
         for value in metrics.values():
             assert value == -1 or 0.0 <= value <= 1.0 or value > 1.0 and name == "coco_wholebody"
     # Re-running into the same folder skips every finished step and gives the same metrics.
-    again = run_quickstart(out, minutes_budget=1, seed=0, tiny=True)
+    again = run_quickstart(out, minutes_budget=1, seed=0, tiny=True, from_scratch=from_scratch)
     assert again["metrics"] == saved["metrics"]

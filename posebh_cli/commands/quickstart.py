@@ -3,6 +3,10 @@
     synth zoo ─▶ prepare-data ─▶ train-mdt (PoseBH, six datasets) ─▶ fit-prototypes (3DPW's SMPL-24 skeleton)
               ─▶ evaluate every dataset ─▶ predict on real photos (scikit-image's astronaut and cat) ─▶ table
 
+By default PoseBH's stages start from the zoo base model shipped in the package (`zoo-base`, the zoo's ViTPose++),
+as the paper starts from ViTPose++, and the table compares the base with the PoseBH model on every dataset.
+`--from-scratch` trains the whole PoseBH model from random weights instead.
+
 Every step writes under --out and is skipped when its output is already there, so an interrupted quickstart
 picks up where it stopped (training resumes from its last epoch checkpoint). The number of training epochs (on a
 slow machine: of steps) is fitted to --minutes-budget from a few timed steps.
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -21,11 +25,13 @@ from rich.table import Table
 
 from posebh_cli.errors import PosebhError
 from posebh_cli.files import read_yaml
-from posebh_cli.recipe import find_recipe
+from posebh_cli.recipe import find_recipe, scale_stages
 
 MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 NEW_SKELETON = "3dpw"      # the transfer target: SMPL-24 points, a skeleton none of the six heads predicts
-RECIPE = "zoo-quickstart.yaml"
+RECIPE = "zoo-quickstart.yaml"             # --from-scratch
+BASE_RECIPE = "zoo-quickstart-base.yaml"   # default: PoseBH's stages on top of the shipped base model
+BASE_MODEL = "zoo-base"
 
 
 @dataclass
@@ -43,6 +49,11 @@ class Plan:
     calibration_steps: int = 4                      # 0: train exactly min_epochs, no timing
     workers: int = 1
     reserve: float = 0.25                           # share of the budget kept for fitting, evaluating, predicting
+    base: Path | None = None                        # the base model PoseBH starts from; None: from scratch
+
+    @property
+    def recipe(self) -> str:
+        return RECIPE if self.base is None else BASE_RECIPE
 
 
 FULL = Plan(sizes={"coco": 400, "aic": 600, "mpii": 200, "ap10k": 100, "apt36k": 150, "coco_wholebody": 120,
@@ -53,22 +64,26 @@ TINY = Plan(sizes={"coco": 6, "aic": 6, "mpii": 6, "ap10k": 6, "apt36k": 20, "co
 
 
 
-def scale_stages(stages: list[dict], old_epochs: int, new_epochs: int) -> list[dict]:
-    """Stage boundaries of a recipe scaled from `old_epochs` to `new_epochs`, each stage keeping >= 1 epoch."""
-    if len(stages) > new_epochs:
-        raise PosebhError(f"{len(stages)} stages need at least {len(stages)} epochs, got {new_epochs}")
-    ends = [round(s["epochs"][1] * new_epochs / old_epochs) for s in stages]
-    for i in range(len(ends)):   # strictly increasing, leaving one epoch for each later stage
-        low = ends[i - 1] + 1 if i else 1
-        ends[i] = min(max(ends[i], low), new_epochs - (len(ends) - 1 - i))
-    ends[-1] = new_epochs
-    return [{**s, "epochs": [ends[i - 1] if i else 0, ends[i]]} for i, s in enumerate(stages)]
+def with_base(plan: Plan) -> Plan:
+    """The plan that starts from the shipped base model: its input size, and zoo images like its training zoo."""
+    from posebh_cli.models.store import builtin_models
+
+    base = builtin_models().get(BASE_MODEL)
+    if base is None:
+        raise PosebhError(f"the zoo base model '{BASE_MODEL}' is not installed with this posebh (posebh_cli/weights/"
+                          f"{BASE_MODEL}); run `posebh quickstart --from-scratch`, or make it with "
+                          "scripts/train_zoo_base.py")
+    config = json.loads((base / "model.json").read_text())["config"]
+    return replace(plan, base=base, model_size=tuple(config["img_size"]), min_epochs=max(plan.min_epochs, 3),
+                   image_size=plan.image_size if plan is TINY else (256, 192))   # 3 stages: 3 epochs at least
 
 
 def quickstart_recipe(prepared: dict[str, Path], plan: Plan, seed: int, epochs: int) -> dict:
     """The quickstart recipe as a dict: paths, sizes and seed filled in, stages scaled to `epochs`."""
-    raw = read_yaml(find_recipe(RECIPE), "recipe file")
+    raw = read_yaml(find_recipe(plan.recipe), "recipe file")
     raw["model"]["img_size"] = list(plan.model_size)
+    if plan.base is not None:
+        raw["model"]["init"] = {"kind": "ours", "path": str(plan.base)}
     for ds in raw["datasets"]:
         ds["path"] = str(prepared[ds["name"]])
     raw["stages"] = scale_stages(raw["stages"], raw["train"]["epochs"], epochs)
@@ -173,7 +188,7 @@ def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, bud
     shutil.rmtree(run_dir, ignore_errors=True)   # logs of a run killed before its first checkpoint
     epochs, max_steps = plan.min_epochs, None
     if plan.calibration_steps:
-        raw = read_yaml(find_recipe(RECIPE), "recipe file")
+        raw = read_yaml(find_recipe(plan.recipe), "recipe file")
         calibration_start = time.perf_counter()
         stage_seconds = [seconds_per_step(out, prepared, plan, seed, i) for i in range(len(raw["stages"]))]
         budget_s = max(0.0, budget_s - (time.perf_counter() - calibration_start))
@@ -280,16 +295,25 @@ def _main_metric(metrics: dict) -> tuple[str, float | None]:
     return "-", None
 
 
-def results_table(metrics: dict[str, dict], fit_metrics: dict, minutes: float) -> Table:
+def results_table(metrics: dict[str, dict], fit_metrics: dict, minutes: float,
+                  base_metrics: dict[str, dict] | None = None) -> Table:
+    """One row per dataset: its main metric (x100) for PoseBH and, when it started from one, the base model."""
     table = Table(title=f"posebh quickstart: synthetic zoo, {minutes:.1f} minutes")
-    for column, justify in (("dataset", "left"), ("predicted by", "left"), ("metric", "left"), ("value", "right")):
+    columns = [("dataset", "left"), ("predicted by", "left"), ("metric", "left")]
+    columns += [(f"base ({BASE_MODEL})", "right")] if base_metrics is not None else []
+    for column, justify in columns + [("PoseBH", "right")]:
         table.add_column(column, justify=justify)
+
+    def shown(m: dict) -> str:
+        value = _main_metric(m)[1]
+        return "-" if value is None else f"{100 * value:.1f}"
+
     for name, m in metrics.items():
-        key, value = _main_metric(m)
-        table.add_row(name, f"head {name}", key, "-" if value is None else f"{100 * value:.1f}")
-    key, value = _main_metric(fit_metrics)
-    table.add_row(f"{NEW_SKELETON} (new skeleton)", "fitted prototypes", key,
-                  "-" if value is None else f"{100 * value:.1f}")
+        base = [shown(base_metrics.get(name, {}))] if base_metrics is not None else []
+        table.add_row(name, f"head {name}", _main_metric(m)[0], *base, shown(m))
+    base = ["-"] if base_metrics is not None else []
+    table.add_row(f"{NEW_SKELETON} (new skeleton)", "fitted prototypes", _main_metric(fit_metrics)[0], *base,
+                  shown(fit_metrics))
     return table
 
 
@@ -306,7 +330,7 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float = 15.0, seed: int = 0, tiny: bool = False,
-                   console: Console | None = None) -> dict:
+                   console: Console | None = None, from_scratch: bool = False) -> dict:
     """Run the whole quickstart into `out`; returns the summary also written to out/quickstart.json."""
     console = console or Console()
     if minutes_budget <= 0:
@@ -315,8 +339,10 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
     plan = TINY if tiny else FULL
     if out.exists() and not out.is_dir():
         raise PosebhError(f"{out}: exists and is not a folder; choose another --out")
+    if not from_scratch:
+        plan = with_base(plan)
     resumed = out.is_dir() and any(out.iterdir())
-    _check_settings(out, {"seed": seed, "tiny": tiny})   # creates out and writes its settings
+    _check_settings(out, {"seed": seed, "tiny": tiny, "from_scratch": from_scratch})   # creates out and writes its settings
     if resumed:
         console.print(f"[bold]{out} exists:[/] continuing in it (finished steps are skipped; delete it to start over)")
     started = time.perf_counter()
@@ -324,24 +350,26 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
 
     console.rule("1/5 synthetic zoo and prepare-data")
     prepared = make_zoo(out, plan, seed)
-    console.rule("2/5 train PoseBH on six datasets")
+    console.rule("2/5 train PoseBH on six datasets" + ("" if plan.base is None else f", from the base model {BASE_MODEL}"))
     train_budget = max(0.0, budget * (1 - plan.reserve) - (time.perf_counter() - started))
     run_dir = train_model(out, prepared, plan, seed, train_budget, console)
     console.rule(f"3/5 fit prototypes for a new skeleton ({NEW_SKELETON}, SMPL-24)")
     fit_dir, fit_metrics = fit_new_skeleton(out, run_dir, prepared[NEW_SKELETON], plan, console)
     console.rule("4/5 evaluate every dataset")
     metrics = evaluate_all(run_dir, prepared)
+    base_metrics = None if plan.base is None else evaluate_all(plan.base, prepared)
     console.rule("5/5 predict on real photos")
     overlays = predict_photos(out, run_dir, fit_dir, prepared, console)
 
     minutes = (time.perf_counter() - started) / 60
     summary = {"out": str(out), "seed": seed, "tiny": tiny, "minutes": minutes, "checkpoint": str(run_dir),
-               "fitted_checkpoint": str(fit_dir), "metrics": metrics, f"{NEW_SKELETON}_prototypes": fit_metrics,
+               "fitted_checkpoint": str(fit_dir), "base": None if plan.base is None else str(plan.base),
+               "base_metrics": base_metrics, "metrics": metrics, f"{NEW_SKELETON}_prototypes": fit_metrics,
                "overlays": [str(p) for p in overlays]}
     tmp = out / "quickstart.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     tmp.replace(out / "quickstart.json")
-    console.print(results_table(metrics, fit_metrics, minutes))
+    console.print(results_table(metrics, fit_metrics, minutes, base_metrics))
     console.print("overlays:\n" + "\n".join(f"  {p}" for p in overlays))
     console.print(f"checkpoint: {run_dir}  (try: posebh predict --checkpoint {run_dir} ...)")
     return summary
