@@ -49,7 +49,7 @@ def test_round_trip_is_exact(tmp_path):
 def test_convert_to_single_file_with_split(tmp_path):
     model = randomize_(PoseModel("vit_pico", ["coco", "mpii"], skeletons(["coco", "mpii"]), img_size=(64, 48)))
     save_checkpoint(model, tmp_path / "run")
-    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "run"), str(tmp_path / "mpii.safetensors"),
+    result = runner.invoke(app, ["convert-checkpoint", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "mpii.safetensors"),
                                  "--split", "mpii"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mpii.safetensors", "run"]
@@ -115,11 +115,11 @@ def test_official_file_loads_and_converts(tmp_path, posebh):
         assert torch.equal(model.embedding.neck.downsample[1].running_var,
                            state["proto_head.neck.downsample.1.running_var"])
 
-    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "plus.pth"), str(tmp_path / "ours")])
+    result = runner.invoke(app, ["convert-checkpoint", "--checkpoint", str(tmp_path / "plus.pth"), "--out", str(tmp_path / "ours")])
     assert result.exit_code == 0, result.output
     assert_same_state(model, load_model(tmp_path / "ours"))
 
-    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "plus.pth"), str(tmp_path / "ap10k"),
+    result = runner.invoke(app, ["convert-checkpoint", "--checkpoint", str(tmp_path / "plus.pth"), "--out", str(tmp_path / "ap10k"),
                                  "--split", "ap10k"])
     assert result.exit_code == 0, result.output
     single = load_model(tmp_path / "ap10k")
@@ -144,12 +144,12 @@ def test_official_single_dataset_split_file(tmp_path):
 
 def test_convert_errors_are_one_line(tmp_path):
     torch.save({"weights": [1, 2]}, tmp_path / "odd.pth")
-    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "odd.pth"), str(tmp_path / "out")])
+    result = runner.invoke(app, ["convert-checkpoint", "--checkpoint", str(tmp_path / "odd.pth"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "odd.pth" in result.output
     assert not (tmp_path / "out").exists()
     state = official_state(192, 4, 48)
     torch.save({"state_dict": state}, tmp_path / "plus.pth")
-    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "plus.pth"), str(tmp_path / "out"),
+    result = runner.invoke(app, ["convert-checkpoint", "--checkpoint", str(tmp_path / "plus.pth"), "--out", str(tmp_path / "out"),
                                  "--split", "horse"])
     assert result.exit_code == 2 and "no dataset 'horse'" in result.output
     assert not (tmp_path / "out").exists()
@@ -163,7 +163,7 @@ def test_official_posebh_base_file_end_to_end(tmp_path):
     assert model.config.arch == "vit_base" and model.datasets == SIX and model.prototypes.prototypes.shape == (214, 3, 64)
     assert torch.equal(model.backbone.blocks[11].mlp.experts[5].bias, state["backbone.blocks.11.mlp.experts.5.bias"])
     del state, model
-    result = runner.invoke(app, ["convert-checkpoint", str(tmp_path / "posebh_base.pth"), str(tmp_path / "coco"),
+    result = runner.invoke(app, ["convert-checkpoint", "--checkpoint", str(tmp_path / "posebh_base.pth"), "--out", str(tmp_path / "coco"),
                                  "--split", "coco"])
     assert result.exit_code == 0, result.output
     single = load_model(tmp_path / "coco")
@@ -183,3 +183,18 @@ def test_head_channels_of_reads_the_width_without_loading_weights(tmp_path):
     assert head_channels_of(tmp_path / "ckpt") == 32
     assert head_channels_of(tmp_path / "ckpt" / "model.safetensors") == 32
     assert head_channels_of(tmp_path / "official.pth") == 256  # official heads are ViTPose's 256 channels
+
+
+def test_init_from_a_released_posebh_file_keeps_the_abs_similarity_flag(tmp_path):
+    # init.kind: posebh copies the bank; its signs are still the released ones, so the flag must travel with it.
+    from posebh_cli.models.build import init_from_checkpoint
+
+    torch.manual_seed(0)
+    state = official_state(192, 4, 48, posebh=True)
+    torch.save({"state_dict": state}, tmp_path / "posebh.pth")
+    source = load_model(tmp_path / "posebh.pth")
+    model = PoseModel.from_config(source.config, source.skeletons)
+    assert not getattr(model.prototypes, "abs_similarity", False)
+    init_from_checkpoint(model, tmp_path / "posebh.pth")
+    assert torch.equal(model.prototypes.prototypes, state["proto_head.kpt_prototype.prototypes"])
+    assert model.prototypes.abs_similarity is True
