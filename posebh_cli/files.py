@@ -1,7 +1,9 @@
 """The one place that reads the user's JSON/YAML files and writes files atomically.
 
 Reading: a missing file or a parse error is one line naming the file. Writing: `atomic_file` / `atomic_folder`
-write under a temporary sibling name and rename at the end, so a failure leaves nothing half-written.
+write under a temporary sibling name and rename at the end, so a failure leaves nothing half-written; what they
+publish gets the permissions of the process umask (as a plain `open` / `mkdir` would), whatever created the
+temporary. `is_main_process` tells the one process of a torchrun / accelerate launch that prints and writes.
 """
 from __future__ import annotations
 
@@ -45,7 +47,26 @@ def read_yaml(path: str | Path, what: str = "file"):
         raise input_error(path, "invalid YAML (not UTF-8 text)") from None
 
 
+# ------------------------------------------------------------------ processes
+def is_main_process() -> bool:
+    """False in every process but rank 0 of a torchrun / accelerate launch (they set RANK); True otherwise."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 # ------------------------------------------------------------------ writing: all or nothing
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: str | Path) -> None:
+    """Give a finished file 0o666 / folder 0o777 minus the umask: temp-file helpers (mkstemp, mkdtemp, some
+    writers) create them 0600 / 0700, which would make the outputs private whatever the user's umask says."""
+    path = Path(path)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
 def check_writable_parent(target: str | Path, option: str) -> None:
     """Refuse, before any work, an output whose nearest existing folder cannot be written or is a file."""
     target = Path(target).absolute()
@@ -89,6 +110,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     remove_stale_temporaries(path)
     try:
         yield tmp
+        if tmp.exists():
+            publish_mode(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -109,6 +132,7 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        publish_mode(tmp)
         if out.exists():
             out.rmdir()  # empty (checked above); rename cannot replace a folder on every platform
         os.replace(tmp, out)

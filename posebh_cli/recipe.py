@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.files import read_yaml
+from posebh_cli.files import is_main_process, read_yaml
 
 METHOD_NAMES = ("multihead", "posebh", "acae", "distill")
 INIT_KINDS = ("none", "vitpose_plus", "posebh", "mae", "ours", "transfer")
@@ -153,7 +154,58 @@ def read_recipe(name_or_path: str | Path, overrides: list[str] | None = None, ch
     path = find_recipe(name_or_path)
     raw = read_yaml(path, "recipe file")
     raw = apply_overrides(raw, overrides or [], path)
+    if _sets(overrides, "train.epochs") and not _sets(overrides, "stages"):
+        raw, message = scale_recipe_epochs(raw, path)
+        if message and is_main_process():
+            print(message, file=sys.stderr)
     return recipe_from_dict(raw, path, check_paths=check_paths)
+
+
+def _sets(overrides: list[str] | None, key: str) -> bool:
+    """Whether an override assigns `key` or something below it."""
+    return any(item.split("=", 1)[0].strip() == key or item.startswith(f"{key}.") for item in overrides or [])
+
+
+# ------------------------------------------------------------------ epochs
+def scale_stages(stages: list[dict], old_epochs: int, new_epochs: int) -> list[dict]:
+    """Stage boundaries of a recipe scaled from `old_epochs` to `new_epochs`, each stage keeping >= 1 epoch.
+
+    With fewer epochs than stages only the first `new_epochs` stages are kept (one epoch each): a later stage
+    may rely on an earlier one (clustered prototypes, a thawed backbone), never the other way round.
+    """
+    if new_epochs < 1:
+        raise PosebhError(f"train.epochs must be at least 1, got {new_epochs}")
+    stages = stages[:new_epochs]
+    ends = [round(s["epochs"][1] * new_epochs / old_epochs) for s in stages]
+    for i in range(len(ends)):   # strictly increasing, leaving one epoch for each later stage
+        low = ends[i - 1] + 1 if i else 1
+        ends[i] = min(max(ends[i], low), new_epochs - (len(ends) - 1 - i))
+    ends[-1] = new_epochs
+    return [{**s, "epochs": [ends[i - 1] if i else 0, ends[i]]} for i, s in enumerate(stages)]
+
+
+def scale_recipe_epochs(raw: Any, file: Path | str | None = None) -> tuple[Any, str | None]:
+    """A recipe whose `train.epochs` was overridden, with its stage boundaries scaled to it, and the log line
+    that says so (None when nothing changed). Stages that do not tile the file's epochs are left to validation."""
+    try:
+        new_epochs = raw["train"]["epochs"]
+        stages = raw.get("stages")
+        old_epochs = stages[-1]["epochs"][1]
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return raw, None
+    if (not isinstance(new_epochs, int) or isinstance(new_epochs, bool) or new_epochs < 1
+            or not isinstance(old_epochs, int) or old_epochs < 1 or new_epochs == old_epochs):
+        return raw, None
+    if not all(isinstance(s, dict) and isinstance(s.get("epochs"), list) and len(s["epochs"]) == 2 for s in stages):
+        return raw, None
+    scaled = scale_stages(stages, old_epochs, new_epochs)
+    raw = {**raw, "stages": scaled}
+    kept = ", ".join(f"{s.get('name')} {s['epochs']}" for s in scaled)
+    dropped = [str(s.get("name")) for s in stages[len(scaled):]]
+    message = f"{file or 'recipe'}: train.epochs={new_epochs}: stages scaled from {old_epochs} epochs: {kept}"
+    if dropped:
+        message += f" (dropped {', '.join(dropped)}: fewer epochs than stages)"
+    return raw, message
 
 
 def apply_overrides(raw: Any, overrides: list[str], file: Path | str | None = None) -> dict:
