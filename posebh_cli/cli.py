@@ -1,7 +1,9 @@
 """The `posebh` command: parse options, call one function per command, print with rich.
 
 No logic lives here. Every command runs inside `_user_errors`, which turns a `PosebhError` into one red
-line on stderr and exit status 2 (no traceback for user mistakes).
+line on stderr and exit status 2 (no traceback for user mistakes); an OS refusal (disk full, read-only folder,
+permission) is one line too, exit 1 for a full disk, else 2. Usage errors (a missing or invalid option) are one
+line, exit 2. User text (paths, names, messages) is printed without rich markup: `pose[bold]v2.yaml` stays as written.
 """
 from __future__ import annotations
 
@@ -11,23 +13,55 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+try:  # typer vendors its own click (typer._click) in recent versions; its exceptions come from there
+    from typer._click import exceptions as click_exceptions
+    from typer.exceptions import Abort as _Abort
+except ImportError:
+    from click import exceptions as click_exceptions
+    from click.exceptions import Abort as _Abort
+
+
 from posebh_cli.errors import PosebhError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _OneLineUsageErrors(TyperGroup):
+    """Click usage errors as one line (`error: posebh CMD: Missing option '--src'.`), exit 2, not a rich box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:  # `posebh` alone: the help is already printed
+            sys.exit(exc.exit_code)
+        except click_exceptions.ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "posebh"
+            err_console.print(f"[bold red]error:[/] {escape(where)}: {escape(exc.format_message())} "
+                              f"(see {escape(where)} --help)", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except _Abort:
+            err_console.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # non-standalone click returns an Exit's code
+
+
+app = typer.Typer(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Multi-dataset 2D pose estimation across heterogeneous skeletons (PoseBH, ViTPose++, ACAE, KD).")
 skeletons_app = typer.Typer(no_args_is_help=True, help="List and show the built-in skeletons.")
 app.add_typer(skeletons_app, name="skeletons")
 recipes_app = typer.Typer(no_args_is_help=True, help="List and show the bundled recipes.")
 app.add_typer(recipes_app, name="recipes")
 
-console = Console()
+# stdout carries tables and lines full of user text (paths, names), so it reads no markup at all; stderr keeps
+# markup for the red "error:" and escapes the message.
+console = Console(markup=False)
 err_console = Console(stderr=True)
 
 
@@ -49,7 +83,7 @@ def _error_line(message: str) -> None:
 
 
 def _user_errors(fn):
-    """Run a command; a PosebhError becomes one line on stderr and exit status 2, an OS refusal one line, exit 1."""
+    """Run a command; a PosebhError or an OS refusal becomes one line on stderr, exit status 2 (disk full: 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -63,7 +97,8 @@ def _user_errors(fn):
                 raise
             where = exc.filename if exc.filename is not None else "output"
             _error_line(f"{where}: {_OS_ERRORS[exc.errno]} ({exc.strerror}); nothing was left half-written")
-            raise typer.Exit(code=1) from None
+            # A full disk is the machine's state (exit 1); a read-only or forbidden path is the user's choice (2).
+            raise typer.Exit(code=1 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 2) from None
 
     return wrapper
 
@@ -80,7 +115,7 @@ def quickstart(
     """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
     from posebh_cli.commands.quickstart import run_quickstart
 
-    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=console)
+    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=Console())
 
 
 # ---------------------------------------------------------------- skeletons
@@ -357,7 +392,8 @@ def predict(
                           whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
                           kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device, detector=detector,
                           detector_classes=tuple(det_class),
-                          warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True))
+                          warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True,
+                                                              markup=False))
     console.print(f"{summary.inputs} input(s), {summary.instances} instance(s), {summary.skipped} skipped")
     console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)
     console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)

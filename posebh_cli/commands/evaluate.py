@@ -11,7 +11,7 @@ from rich.table import Table
 
 from posebh_cli.errors import PosebhError
 from posebh_cli.files import read_json as load_json
-from posebh_cli.files import write_json
+from posebh_cli.files import check_writable_parent, write_json
 from posebh_cli.evaluation import evaluate_predictions, protocol_for
 from posebh_cli.skeletons import load_skeleton
 
@@ -68,6 +68,10 @@ def run_evaluate(results: Path | None = None, annotations: Path | None = None, s
                  split: str = "val", boxes: Path | None = None, flip: bool = True, dataset: str | None = None,
                  batch_size: int = 32, device: str | None = None, output: Path | None = None) -> dict[str, float]:
     """`posebh evaluate` in either mode; writes `output` when given and returns the metrics."""
+    if output is not None:  # checked before any work
+        if Path(output).is_dir():
+            raise PosebhError(f"{output}: --output is an existing folder; give a file name")
+        check_writable_parent(output, "--output")
     if results is not None and checkpoint is not None:
         raise PosebhError("give either --results (score a file) or --checkpoint (run a model), not both")
     if results is not None:

@@ -1,10 +1,13 @@
 """`posebh synth`: parse the option strings, build the zoo, tabulate what was written."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
 from posebh_cli.data.synth import synth_zoo
 from posebh_cli.errors import PosebhError
+from posebh_cli.files import check_writable_parent
 
 
 def parse_sizes(text: str | None) -> dict[str, int]:
@@ -34,6 +37,9 @@ def synth_command(out: str, seed: int, scale: float, sizes: str | None, datasets
                   workers: int | None) -> dict[str, dict[str, int]]:
     """The `posebh synth` command: parse the option strings and build the zoo."""
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    if Path(out).exists() and not Path(out).is_dir():
+        raise PosebhError(f"{out}: --out is an existing file; give a folder")
+    check_writable_parent(out, "--out")
     return synth_zoo(out, seed=seed, sizes=parse_sizes(sizes), image_size=parse_image_size(image_size),
                      datasets=names, workers=workers, scale=scale)
 

@@ -89,12 +89,19 @@ def check_ground_truth(gt: dict, skeleton: Skeleton, source="<annotations>", nee
             raise input_error(source, "expected an integer", record=f"category #{i}", field="id")
         categories.append({"id": cat["id"], "name": str(cat.get("name", cat["id"]))})
     image_ids = {image["id"] for image in images}
+    if len(image_ids) != len(images):
+        seen: set = set()
+        duplicate = next(image["id"] for image in images if image["id"] in seen or seen.add(image["id"]))
+        raise input_error(source, f"duplicate image id {duplicate}", record=f"image id={duplicate}", field="id")
     category_ids = {cat["id"] for cat in categories}
-    annotations = []
+    annotations, ann_ids = [], set()
     for i, ann in enumerate(gt["annotations"]):
         if not isinstance(ann, dict) or not _is_id(ann.get("id")):
             raise input_error(source, "expected an integer", record=f"annotation #{i}", field="id")
         record = f"annotation id={ann['id']}"
+        if ann["id"] in ann_ids:  # pycocotools would silently merge them and score the wrong pairs
+            raise input_error(source, f"duplicate annotation id {ann['id']}", record=record, field="id")
+        ann_ids.add(ann["id"])
         if ann.get("image_id") not in image_ids:
             raise input_error(source, f"unknown image id {ann.get('image_id')!r}", record=record, field="image_id")
         category = ann.get("category_id", categories[0]["id"] if len(categories) == 1 else None)

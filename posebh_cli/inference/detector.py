@@ -35,7 +35,9 @@ class OnnxDetector:
             self.session = ort.InferenceSession(str(path), providers=providers)
         except Exception as exc:  # onnxruntime raises its own error types for invalid models
             raise input_error(path, f"cannot load the ONNX model ({str(exc).splitlines()[0]})") from None
+        self.path = path
         spec = self.session.get_inputs()[0]
+        _check_detector_signature(path, self.session)
         height, width = spec.shape[2:4]
         # Dynamic axes come back as names; the usual export size is used then.
         self.input_size = (width if isinstance(width, int) else DEFAULT_INPUT,
@@ -59,7 +61,14 @@ class OnnxDetector:
     def __call__(self, image: np.ndarray) -> tuple[list[list[float]], list[float]]:
         """Boxes [[x, y, w, h], ...] in image pixels and their scores, best first."""
         tensor, ratio, offset = self.letterbox(image)
-        output = np.asarray(self.session.run(None, {self.input_name: tensor})[0])[0]
+        try:
+            output = np.asarray(self.session.run(None, {self.input_name: tensor})[0])[0]
+        except Exception as exc:  # onnxruntime's own error types
+            raise input_error(self.path, f"is not a YOLO-style detector: running it failed "
+                              f"({str(exc).splitlines()[0]})") from None
+        if output.ndim != 2 or min(output.shape) < 5:
+            raise input_error(self.path, f"is not a YOLO-style detector: output of shape {list(output.shape)} "
+                              f"per image, expected [4 + classes, boxes]")
         if output.shape[0] > output.shape[1]:  # [N, 4 + C] layout: there are more boxes than channels
             output = output.T
         centres, sizes, class_scores = output[:2].T, output[2:4].T, output[4:].T
@@ -81,6 +90,20 @@ class OnnxDetector:
         kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_thr, self.iou_thr)
         order = sorted(np.asarray(kept).reshape(-1).tolist(), key=lambda i: -scores[i])
         return [boxes[i].tolist() for i in order], [float(scores[i]) for i in order]
+
+
+def _check_detector_signature(path: Path, session) -> None:
+    """One image input [1, 3, H, W] and one output [1, 4 + classes, boxes] (or transposed), as YOLO exports have."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shape = inputs[0].shape if len(inputs) == 1 else None
+    if shape is None or len(shape) != 4 or shape[1] not in (3, None) and isinstance(shape[1], int):
+        raise input_error(path, f"is not a YOLO-style detector: expected one image input [1, 3, H, W], got "
+                          f"{[list(i.shape) for i in inputs]}")
+    if "float" not in inputs[0].type:
+        raise input_error(path, f"is not a YOLO-style detector: its input is {inputs[0].type}, not a float tensor")
+    if not outputs or len(outputs[0].shape) != 3:
+        raise input_error(path, f"is not a YOLO-style detector: expected an output [1, 4 + classes, boxes], got "
+                          f"{[list(o.shape) for o in outputs]}")
 
 
 __all__ = ["OnnxDetector"]

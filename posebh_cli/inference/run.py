@@ -21,7 +21,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.files import read_json
+from posebh_cli.files import check_writable_parent, read_json
 from posebh_cli.inference import draw, io
 from posebh_cli.inference.nms import nms_instances
 from posebh_cli.inference.predictor import Predictor, load_checkpoint
@@ -261,6 +261,13 @@ def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | P
         raise PosebhError("--prototypes names the skeleton itself; drop --skeleton/--dataset")
     if not input_path.exists():
         raise input_error(input_path, "no such file or folder")
+    if out_dir.exists() and not out_dir.is_dir():  # checked before any inference
+        raise PosebhError(f"{out_dir}: --out is an existing file; give a folder")
+    check_writable_parent(out_dir, "--out")
+    video = input_path.is_file() and io.is_video(input_path)
+    images = [] if video else io.list_images(input_path)
+    if not video and not images:
+        raise input_error(input_path, f"no image to predict (looked for {', '.join(sorted(io.IMAGE_EXTENSIONS))})")
     find_boxes = _box_source(boxes, whole_image, detector, detector_classes, bbox_thr, device)
 
     model, recipe = load_checkpoint(checkpoint)
@@ -279,10 +286,12 @@ def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | P
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, transient=True) as progress:
-            if input_path.is_file() and io.is_video(input_path):
+            if video:
                 _predict_video(input_path, predictor, writer, find_boxes, summary, progress)
             else:
-                _predict_images(io.list_images(input_path), predictor, writer, find_boxes, summary, progress, warn)
+                _predict_images(images, predictor, writer, find_boxes, summary, progress, warn)
+        if summary.inputs == 0:
+            raise input_error(input_path, f"none of the {summary.skipped} input(s) could be read; nothing written")
         _move_into(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -158,9 +158,14 @@ def skeleton_from_dict(data: dict, source: str | Path = "<skeleton>") -> Skeleto
         raise input_error(source, f"must be one of {list(BODY_PLANS)}, got {body_plan!r}", field="body_plan")
 
     parts = {}
-    for part, span in (data.get("parts") or {}).items():
-        if not (isinstance(span, list) and len(span) == 2 and 0 <= span[0] < span[1] <= len(keypoints)):
-            raise input_error(source, f"part '{part}' must be [start, end) within the keypoints, got {span!r}", field="parts")
+    raw_parts = data.get("parts") or {}
+    if not isinstance(raw_parts, dict):
+        raise input_error(source, f"must be a mapping of part name to [start, end), got {raw_parts!r}", field="parts")
+    for part, span in raw_parts.items():
+        integers = isinstance(span, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+        if not (integers and len(span) == 2 and 0 <= span[0] < span[1] <= len(keypoints)):
+            raise input_error(source, f"must be [start, end) integers within the {len(keypoints)} keypoints, "
+                              f"got {span!r}", field=f"parts.{part}")
         parts[str(part)] = (int(span[0]), int(span[1]))
 
     keypoint_colors = tuple(_color(c, source, "keypoint_colors") for c in data.get("keypoint_colors") or [])
