@@ -113,3 +113,13 @@ def test_state_dict_with_prefetching_dataloader():
     resumed = MultiDatasetSampler(SIZES, [1, 1, 1], batch_size=5, seed=9)
     resumed.load_state_dict(state)
     assert seen + list(resumed) == expected
+
+
+def test_a_state_saved_after_the_last_batch_resumes_with_nothing_left_of_the_epoch():
+    sampler = MultiDatasetSampler([6, 6], None, batch_size=4)
+    full = list(sampler)
+    assert len(full) == 12 and list(sampler) == full  # iterated again without a loaded state: starts over
+    resumed = MultiDatasetSampler([6, 6], None, batch_size=4)
+    resumed.load_state_dict({"epoch": 0, "position": 12})  # saved at the epoch's last batch
+    assert list(resumed) == []  # not a replay of the epoch
+    assert list(resumed) == full  # the next pass is a normal one again
