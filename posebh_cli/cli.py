@@ -4,6 +4,9 @@ No logic lives here. Every command runs inside `_user_errors`, which turns a `Po
 line on stderr and exit status 2 (no traceback for user mistakes); an OS refusal (disk full, read-only folder,
 permission) is one line too, exit 1 for a full disk, else 2. Usage errors (a missing or invalid option) are one
 line, exit 2. User text (paths, names, messages) is printed without rich markup: `pose[bold]v2.yaml` stays as written.
+
+The options several commands share (`--checkpoint`, `--device`, `--recipe`, `--set`) are defined once below and
+reused. Under a multi-process launch (torchrun / accelerate) only the main process prints to stdout.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import errno
 import functools
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -28,6 +31,7 @@ except ImportError:
 
 
 from posebh_cli.errors import PosebhError
+from posebh_cli.files import is_main_process
 
 class _OneLineUsageErrors(TyperGroup):
     """Click usage errors as one line (`error: posebh CMD: Missing option '--src'.`), exit 2, not a rich box."""
@@ -58,10 +62,38 @@ skeletons_app = typer.Typer(no_args_is_help=True, help="List and show the built-
 app.add_typer(skeletons_app, name="skeletons")
 recipes_app = typer.Typer(no_args_is_help=True, help="List and show the bundled recipes.")
 app.add_typer(recipes_app, name="recipes")
+models_app = typer.Typer(no_args_is_help=True, help="Named local models: list, add (copy or convert once), "
+                                                     "choose the default. Nothing is downloaded.")
+app.add_typer(models_app, name="models")
+
+# ---------------------------------------------------------------- options shared by several commands
+CheckpointOption = Annotated[Optional[str], typer.Option(
+    "--checkpoint", help="Model name (posebh models list) or checkpoint folder / .safetensors / official .pth "
+                         "(default: the default model).")]
+DeviceOption = Annotated[Optional[str], typer.Option(
+    "--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu).")]
+RecipeOption = Annotated[str, typer.Option(
+    "--recipe", help="Recipe: a bundled name (vitb, vitb.yaml; posebh recipes list) or a YAML path.")]
+SetOption = Annotated[list[str], typer.Option(
+    "--set", help="Override a recipe key, e.g. --set train.epochs=1 (stages are scaled to it; repeatable).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # the installed distribution's (cli sits below the package root)
+
+        print(f"posebh {version('posebh')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Multi-dataset 2D pose estimation across heterogeneous skeletons (PoseBH, ViTPose++, ACAE, KD)."""
 
 # stdout carries tables and lines full of user text (paths, names), so it reads no markup at all; stderr keeps
 # markup for the red "error:" and escapes the message.
-console = Console(markup=False)
+console = Console(markup=False, quiet=not is_main_process())  # other ranks stay silent
 err_console = Console(stderr=True)
 
 
@@ -111,9 +143,16 @@ def quickstart(
     minutes_budget: float = typer.Option(15.0, "--minutes-budget", help="Time budget; training epochs fit in it."),
     seed: int = typer.Option(0, "--seed", help="Seed of the zoo and of training."),
     tiny: bool = typer.Option(False, "--tiny", help="A few images and epochs: checks the whole flow in about a minute."),
+    device: DeviceOption = None,
 ) -> None:
     """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
     from posebh_cli.commands.quickstart import run_quickstart
+    from posebh_cli.commands.train import use_training_device
+
+    if use_training_device(device) == "cpu":
+        import os
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # every step of the quickstart picks the best device: hide the GPUs
 
     run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=Console())
 
@@ -213,17 +252,19 @@ def prepare_data(
 @app.command("train-mdt")
 @_user_errors
 def train_mdt(
-    recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML or bundled recipe name (schema: posebh recipes show vitb)."),
+    recipe: RecipeOption,
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     skip_nonfinite: int = typer.Option(0, "--skip-nonfinite", min=0, help="Skip up to N steps with a NaN/inf loss."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N optimizer steps."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+    set_: SetOption = [],
+    device: DeviceOption = None,
 ) -> None:
     """Train one model on the recipe's datasets (multi-head baseline or PoseBH), on 1..N devices."""
-    from posebh_cli.commands.train import train_mdt as run
+    from posebh_cli.commands.train import train_command
 
-    run(recipe, out=out, resume=resume, skip_nonfinite=skip_nonfinite, max_steps=max_steps, overrides=set_)
+    train_command(recipe, device=device, out=out, resume=resume, skip_nonfinite=skip_nonfinite,
+                  max_steps=max_steps, overrides=set_)
 
 
 # ---------------------------------------------------------------- fit-prototypes, finetune-transfer, transfer
@@ -240,7 +281,7 @@ def _print_transfer_metrics(title: str, metrics: dict) -> None:
 @app.command("fit-prototypes")
 @_user_errors
 def fit_prototypes(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="PoseBH checkpoint (with the keypoint embedding)."),
+    checkpoint: CheckpointOption = None,
     data: Path = typer.Option(..., "--data", help="Prepared dataset of the new skeleton."),
     split: str = typer.Option("train", "--split", help="Labelled split to fit from."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output checkpoint folder (default runs/fit-<dataset>)."),
@@ -252,7 +293,7 @@ def fit_prototypes(
     box_padding: Optional[float] = typer.Option(None, "--box-padding", help="Crop = box x this (default 1.25; "
                                                 "1.0 for InterHand, whose boxes are padded already)."),
     val_max_images: Optional[int] = typer.Option(None, "--val-max-images", min=1, help="Score on N val images."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: best available)."),
+    device: DeviceOption = None,
 ) -> None:
     """Add a new skeleton to a frozen PoseBH model by fitting its keypoint prototypes (no gradient training)."""
     from posebh_cli.commands.transfer import fit_prototypes_run
@@ -268,14 +309,17 @@ def fit_prototypes(
 @app.command("finetune-transfer")
 @_user_errors
 def finetune_transfer(
-    recipe: Path = typer.Option(..., "--recipe", help="Transfer recipe YAML or bundled name, e.g. transfer-3dpw."),
+    recipe: RecipeOption,
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+    set_: SetOption = [],
+    device: DeviceOption = None,
 ) -> None:
     """Fine-tune a multi-dataset model on a new skeleton with the recipe's transfer protocol."""
+    from posebh_cli.commands.train import use_training_device
     from posebh_cli.commands.transfer import finetune_transfer as run
 
+    use_training_device(device)
     where, metrics = run(recipe, out=out, resume=resume, overrides=set_)
     _print_transfer_metrics(f"{where}: last validation", metrics)
 
@@ -284,19 +328,29 @@ def finetune_transfer(
 @_user_errors
 def transfer(
     target: str = typer.Option(..., "--target", help="3dpw, interhand, or a transfer recipe (YAML or bundled name)."),
-    protocol: str = typer.Option("posebh", "--protocol", help="posebh (paper 4.5) or baseline (full fine-tuning)."),
-    zoo: bool = typer.Option(False, "--zoo", help="Use the synthetic-zoo CPU recipes (zoo-transfer-*.yaml)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Source checkpoint (default: the recipe's)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="posebh (paper 4.5) or baseline (full "
+                                           "fine-tuning); default: posebh for a PoseBH source, else baseline."),
+    zoo: bool = typer.Option(False, "--zoo", help="Use the synthetic-zoo CPU recipes (zoo-transfer-*.yaml); finds "
+                             "posebh quickstart's folder (posebh-quickstart/) too."),
+    checkpoint: Annotated[Optional[str], typer.Option(
+        "--checkpoint", help="Source model: a name or a path (default: the recipe's model.init.path when it exists, "
+                             "else the default model).")] = None,
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset of the target (default: the recipe's, "
+                                        "data/prepared/<target>)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<recipe name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     fit: bool = typer.Option(True, "--fit/--no-fit", help="PoseBH protocol: fit the prototypes before training."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+    set_: SetOption = [],
+    device: DeviceOption = None,
 ) -> None:
     """Transfer to 3DPW or InterHand2.6M (or any recipe): fit prototypes, then fine-tune (alias of finetune-transfer)."""
+    from posebh_cli.commands.train import use_training_device
     from posebh_cli.commands.transfer import transfer_run
 
-    where, metrics = transfer_run(target, protocol=protocol, zoo=zoo, checkpoint=checkpoint, out=out, resume=resume,
-                                  overrides=set_, fit=fit, console=err_console)
+    device = use_training_device(device)
+    where, metrics = transfer_run(target, protocol=protocol, zoo=zoo, checkpoint=checkpoint, data=data, out=out,
+                                  resume=resume, overrides=set_, fit=fit, device=device,
+                                  console=Console(stderr=True, quiet=not is_main_process()))
     _print_transfer_metrics(f"{where}: last validation", metrics)
 
 
@@ -304,8 +358,8 @@ def transfer(
 @app.command("fit-acae")
 @_user_errors
 def fit_acae(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained multi-head run folder or model.safetensors."),
-    recipe: Path = typer.Option(..., "--recipe", help="Recipe (YAML or bundled name) whose datasets give the training crops and codecs."),
+    checkpoint: CheckpointOption = None,
+    recipe: RecipeOption = ...,
     out: Path = typer.Option(..., "--out", help="ACAE folder to write (acae.safetensors, acae.json, latents.png)."),
     latents: Optional[int] = typer.Option(None, "--latents", help="Latent points L (default min(48, joints/2))."),
     centre_latents: Optional[int] = typer.Option(None, "--centre-latents", help="Centre latents (default ~L/6)."),
@@ -315,7 +369,7 @@ def fit_acae(
     min_score: float = typer.Option(0.2, "--min-score", help="Drop crops where a head's mean max-heatmap is lower."),
     heads: Optional[str] = typer.Option(None, "--heads", help="Comma-separated heads (default: the first head's body plan)."),
     use_gt: bool = typer.Option(False, "--use-gt", help="Overwrite the own head's prediction with labelled GT."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    device: DeviceOption = None,
 ) -> None:
     """Fit the affine-combining autoencoder on every head's pseudo-GT (ACAE step 2), for `method: acae`."""
     from posebh_cli.commands.fit_acae import fit_acae_command
@@ -336,28 +390,36 @@ def fit_acae(
 @app.command("evaluate")
 @_user_errors
 def evaluate(
-    results: Optional[Path] = typer.Option(None, "--results", help="COCO results JSON to score (no model)."),
+    results: Optional[Path] = typer.Option(None, "--results", help="COCO results JSON to score (no model), e.g. "
+                                           "posebh predict's results.json."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO keypoint GT JSON for --results."),
     skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Skeleton name or YAML for --results."),
     protocol: Optional[str] = typer.Option(None, "--protocol",
                                            help="coco | coco_noarea | wholebody | pckh | interhand (default: by skeleton)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Model run dir or checkpoint to evaluate."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder for --checkpoint."),
+    checkpoint: CheckpointOption = None,
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder to run the model on."),
     split: str = typer.Option("val", "--split", help="Split of the prepared dataset."),
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="Detections JSON (default: GT boxes)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Model head to use (default: by dataset name)."),
+    prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Score the prototype heatmaps of this "
+                                             "fitted skeleton / dataset in the model's prototype bank."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: best available)."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write the metrics as a flat JSON object."),
+    device: DeviceOption = None,
+    output: Optional[Path] = typer.Option(None, "--out", "--output", help="Write the metrics as a flat JSON object."),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write the model's predictions "
+                                                    "as a COCO keypoint results file (what --results reads)."),
 ) -> None:
-    """Score a results file against annotations, or run a checkpoint on a prepared split."""
+    """Score a results file against annotations, or run a model (default: the default model) on a prepared split."""
     from posebh_cli.commands.evaluate import metrics_table, run_evaluate
 
     metrics = run_evaluate(results=results, annotations=annotations, skeleton=skeleton, protocol=protocol,
                            checkpoint=checkpoint, data=data, split=split, boxes=boxes, flip=flip, dataset=dataset,
-                           batch_size=batch_size, device=device, output=output)
-    console.print(metrics_table(metrics, title=str(results or checkpoint)))
+                           batch_size=batch_size, device=device, output=output, prototypes=prototypes,
+                           save_predictions=save_predictions)
+    console.print(metrics_table(metrics, title=str(results or checkpoint or "default model")))
+    if save_predictions is not None:
+        console.print(f"wrote {save_predictions}", markup=False)
     if output is not None:
         console.print(f"wrote {output}")
 
@@ -367,12 +429,14 @@ def evaluate(
 @_user_errors
 def predict(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images or a video."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder, .safetensors or official .pth."),
-    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Use the head with this skeleton."),
+    checkpoint: CheckpointOption = None,
+    skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Use the head (else the fitted prototype "
+                                           "skeleton) with this skeleton."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Use this dataset's head (and expert)."),
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="COCO detection file (matched by file name or id)."),
     whole_image: bool = typer.Option(False, "--whole-image", help="One box per image/frame (default without --boxes)."),
-    out: Path = typer.Option(Path("predictions"), "--out", help="Output folder for JSON and overlays."),
+    out: Path = typer.Option(Path("predictions"), "--out", help="Output folder: one JSON per input, results.json "
+                             "(every instance, COCO results) and overlays."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per forward pass."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)."),
     prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Predict from the prototype heatmaps of "
@@ -380,21 +444,23 @@ def predict(
     kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Keypoints under this score are not drawn."),
     bbox_thr: float = typer.Option(0.0, "--bbox-thr", help="Ignore detection boxes under this score "
                                    "(--detector: 0 means 0.3)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
+    device: DeviceOption = None,
     detector: Optional[Path] = typer.Option(None, "--detector", help="YOLO-style ONNX detector for the boxes."),
     det_class: list[int] = typer.Option([0], "--det-class", help="Detector class id to keep (repeatable; 0 = "
                                         "person in COCO-trained detectors)."),
 ) -> None:
-    """Predict keypoints on images, folders or videos: one JSON per input plus overlays."""
-    from posebh_cli.commands.predict import run_predict
+    """Predict keypoints on images, folders or videos: one JSON per input, results.json and overlays."""
+    from posebh_cli.commands.predict import predict_command
 
-    summary = run_predict(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
+    summary = predict_command(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
                           whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
                           kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device, detector=detector,
                           detector_classes=tuple(det_class),
                           warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True,
                                                               markup=False))
-    console.print(f"{summary.inputs} input(s), {summary.instances} instance(s), {summary.skipped} skipped")
+    console.print(f"{summary.head}: {summary.inputs} input(s), {summary.instances} instance(s), "
+                  f"{summary.skipped} skipped")
+    console.print(f"results: {summary.results_file}", soft_wrap=True)
     console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)
     console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)
 
@@ -403,12 +469,13 @@ def predict(
 @app.command("convert-checkpoint")
 @_user_errors
 def convert_checkpoint(
-    src: Path = typer.Argument(..., help="Official ViTPose/ViTPose++/PoseBH .pth, or our folder / .safetensors."),
-    out: Path = typer.Argument(..., help="Output folder (model.safetensors + model.json) or a .safetensors file."),
+    src: CheckpointOption = None,
+    out: Path = typer.Option(..., "--out", help="Output folder (model.safetensors + model.json) or a .safetensors file."),
     split: Optional[str] = typer.Option(None, "--split", help="Write this dataset's plain model (expert merged)."),
 ) -> None:
-    """Convert a checkpoint to posebh's format, optionally splitting out one dataset's plain ViT model."""
-    from posebh_cli.commands.convert import convert_checkpoint as run_convert
+    """Convert a checkpoint (official ViTPose/ViTPose++/PoseBH .pth, ours; a model name) to posebh's format,
+    optionally splitting out one dataset's plain ViT model."""
+    from posebh_cli.commands.convert import convert_command as run_convert
 
     with console.status(f"converting {src}"):
         model = run_convert(src, out, split=split)
@@ -419,18 +486,56 @@ def convert_checkpoint(
 @app.command("export")
 @_user_errors
 def export(
-    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Checkpoint folder, .safetensors or official .pth."),
+    checkpoint: CheckpointOption = None,
     dataset: str = typer.Option(..., "--dataset", help="Export this dataset's head (and expert, merged)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
     out: Path = typer.Option(..., "--out", help="Output file."),
+    device: DeviceOption = None,
 ) -> None:
     """Export one dataset's heatmap model to ONNX or TorchScript and check parity against PyTorch."""
-    from posebh_cli.commands.export import export_model
+    from posebh_cli.commands.export import export_command
 
     with console.status(f"exporting {dataset} to {fmt}"):
-        result = export_model(checkpoint, dataset, fmt, out)
+        result = export_command(checkpoint, dataset, fmt, out, device=device)
     console.print(f"wrote {result.path} ({result.num_keypoints} keypoints); "
                   f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}")
+
+
+# ---------------------------------------------------------------- models
+@models_app.command("list")
+@_user_errors
+def models_list() -> None:
+    """List the named models: the store's ($POSEBH_HOME) and the built-in ones, with the default marked."""
+    from posebh_cli.commands.models import models_table
+
+    console.print(models_table())
+
+
+@models_app.command("add")
+@_user_errors
+def models_add(
+    name: str = typer.Argument(..., help="Name to use with --checkpoint, e.g. vitpose-plus-base."),
+    source: Path = typer.Argument(..., metavar="FILE", help="Our run folder / model.safetensors, or an official "
+                                  "ViTPose / ViTPose++ / PoseBH .pth (converted once)."),
+    make_default: bool = typer.Option(False, "--default", help="Also make it the default model."),
+    force: bool = typer.Option(False, "--force", help="Replace a stored model of the same name."),
+) -> None:
+    """Register a model under a name in the store (copied, or converted once and checked)."""
+    from posebh_cli.commands.models import add_command
+
+    with console.status(f"adding {source}"):
+        where, is_default = add_command(name, source, make_default=make_default, force=force)
+    console.print(f"added {name}: {where}" + (" (the default model)" if is_default else ""))
+
+
+@models_app.command("default")
+@_user_errors
+def models_default(name: str = typer.Argument(..., help="A stored or built-in model name.")) -> None:
+    """Make a model the default of every command that takes --checkpoint."""
+    from posebh_cli.commands.models import set_default
+
+    set_default(name)
+    console.print(f"default model: {name}")
 
 
 def main() -> None:

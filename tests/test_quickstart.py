@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from posebh_cli.cli import app
 from posebh_cli.recipe import recipe_from_dict
-from posebh_cli.errors import PosebhError
 from posebh_cli.commands.quickstart import (BASE_MODEL, FULL, MDT_DATASETS, TINY, make_zoo, plan_training,
                                            quickstart_recipe, run_quickstart, scale_stages, seconds_per_step,
                                            with_base)

@@ -155,13 +155,17 @@ def reconstruction_errors(acae: ACAE, poses: Tensor, sizes: list[int], names: li
     return out
 
 
-def fit_acae_command(checkpoint: str | Path, recipe_path: str | Path, out: str | Path, latents: int | None = None,
+def fit_acae_command(checkpoint: str | Path | None, recipe_path: str | Path, out: str | Path, latents: int | None = None,
                      centre_latents: int | None = None, lam: float = 0.6, steps: int = 2000, max_instances: int = 2000,
                      min_score: float = 0.2, heads: list[str] | None = None, use_gt: bool = False,
                      batch_size: int = 32, device: str | None = None, seed: int = 0) -> dict:
-    """`posebh fit-acae`: export pseudo-GT with every head, fit the ACAE, write ACAE_DIR atomically."""
+    """`posebh fit-acae`: export pseudo-GT with every head, fit the ACAE, write ACAE_DIR atomically.
+
+    `checkpoint` is a model name or a path (None: the default model); the recipe a path or a bundled name."""
+    from posebh_cli.commands.devices import resolve_device
     from posebh_cli.methods import load_recipe
     from posebh_cli.models.checkpoint import load_model
+    from posebh_cli.models.store import resolve_checkpoint
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -169,6 +173,8 @@ def fit_acae_command(checkpoint: str | Path, recipe_path: str | Path, out: str |
     if lam < 0 or steps < 1 or max_instances < 1:
         raise PosebhError("--lambda must be >= 0, --steps and --max-instances >= 1")
     recipe = load_recipe(recipe_path)
+    checkpoint = resolve_checkpoint(checkpoint)
+    device = resolve_device(device)
     model = load_model(checkpoint)
     heads = list(heads) if heads else default_heads(model, recipe)
     _check_heads(model, recipe, heads)

@@ -8,7 +8,11 @@
 * `finetune_transfer` (`posebh finetune-transfer`): `train_mdt` on a transfer recipe; the protocol (frozen
   embedding, prototypes fitted then frozen, backbone frozen then thawed, Adam) is data in the recipe's stages.
 * `transfer_run` (`posebh transfer`): picks the recipe for a target and protocol, fits the prototypes first
-  (PoseBH protocol), then fine-tunes.
+  (PoseBH protocol), then fine-tunes. The source is `--checkpoint` (a model name or a path), else the recipe's
+  `model.init.path` when it exists, else the default model; the data is `--data`, else the recipe's path (for
+  `--zoo`, also the quickstart's folder). Every missing input is listed at once with the command that makes it.
+  The new model takes the source's architecture and input size (`--set model.img_size=[h, w]` asks for another
+  size; the position table is then interpolated).
 """
 from __future__ import annotations
 
@@ -19,12 +23,17 @@ import torch
 from rich.console import Console
 
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.files import atomic_folder
+from posebh_cli.files import atomic_folder, is_main_process
 from posebh_cli.models.transfer import append_prototypes, choose_expert
 from posebh_cli.recipe import bundled_recipes, find_recipe
 
 TARGETS = ("3dpw", "interhand")
 PROTOCOLS = ("posebh", "baseline")
+QUICKSTART_DIR = Path("posebh-quickstart")  # `posebh quickstart`'s default folder: prepared/<name>, runs/posebh
+# What makes each target's prepared dataset (the recipes' default places are data/prepared/<target>).
+PREPARE_HINTS = {"3dpw": "posebh prepare-data 3dpw --src <3DPW root with imageFiles/ and sequenceFiles/> --out {path}",
+                 "interhand": "posebh prepare-data interhand --src <InterHand2.6M root> --out {path}"}
+ZOO_PREPARE_HINT = "posebh synth --out zoo --datasets {name} && posebh prepare-data {name} --src zoo/{name} --out {path}"
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -34,7 +43,7 @@ def default_box_padding(prepared) -> float:
 
 
 # ------------------------------------------------------------------ fit-prototypes
-def fit_prototypes_run(checkpoint: str | Path, data: str | Path, split: str = "train", out: str | Path | None = None,
+def fit_prototypes_run(checkpoint: str | Path | None, data: str | Path, split: str = "train", out: str | Path | None = None,
                        max_images: int | None = None, expert: str | None = None, epochs: int = 10,
                        algorithm: str = "sinkhorn", batch_size: int = 32, box_padding: float | None = None,
                        val_split: str | None = None, val_max_images: int | None = None, device: str | None = None,
@@ -50,10 +59,14 @@ def fit_prototypes_run(checkpoint: str | Path, data: str | Path, split: str = "t
     from posebh_cli.methods.prototype_fit import FitConfig, collect_pixels, fit_prototypes
     from posebh_cli.models.checkpoint import load_model, save_checkpoint
 
-    console = console or Console(stderr=True)
+    from posebh_cli.commands.devices import resolve_device
+    from posebh_cli.models.store import resolve_checkpoint
+
+    console = console or Console(stderr=True, quiet=not is_main_process())
     config = FitConfig(algorithm=algorithm, epochs=epochs)
     config.check()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
+    checkpoint = resolve_checkpoint(checkpoint)  # a model name or a path; None: the default model
     source = load_model(checkpoint)
     if not source.with_embedding:
         raise input_error(checkpoint, "has no keypoint embedding; fit-prototypes needs a PoseBH checkpoint",
@@ -156,31 +169,105 @@ def transfer_recipe(target: str, protocol: str = "posebh", zoo: bool = False) ->
     return find_recipe(f"{'zoo-' if zoo else ''}transfer-{target}{'-baseline' if protocol == 'baseline' else ''}")
 
 
-def transfer_run(target: str, protocol: str = "posebh", zoo: bool = False, checkpoint: str | Path | None = None,
-                 out: str | Path | None = None, resume: bool = False, overrides: list[str] | None = None,
-                 fit: bool = True, console: Console | None = None) -> tuple[Path, dict]:
+def transfer_run(target: str, protocol: str | None = None, zoo: bool = False,
+                 checkpoint: str | Path | None = None, data: str | Path | None = None, out: str | Path | None = None,
+                 resume: bool = False, overrides: list[str] | None = None, fit: bool = True,
+                 device: str | None = None, console: Console | None = None) -> tuple[Path, dict]:
     """`posebh transfer`: the target's recipe; with the PoseBH protocol and `fit`, the prototypes are fitted first
-    (into `<run>/fit`, which then initialises the run) instead of starting from random directions."""
-    from posebh_cli.methods import load_recipe
+    (into `<run>/fit`, which then initialises the run) instead of starting from random directions.
 
-    recipe = transfer_recipe(target, protocol, zoo)
+    `protocol` None is posebh when the source model has a keypoint embedding, else baseline (a ViTPose++ model).
+    """
+    from posebh_cli.methods import load_recipe
+    from posebh_cli.models.checkpoint import load_model
+
+    console = console or Console(stderr=True, quiet=not is_main_process())
     overrides = list(overrides or [])
-    if checkpoint is not None:
-        overrides.append(f"model.init.path={checkpoint}")
+    raw_recipe = load_recipe(transfer_recipe(target, protocol or "posebh", zoo), overrides, check_paths=False)
+    source, data_path, missing = _transfer_inputs(raw_recipe, target, zoo, checkpoint, data)
+    if missing:
+        raise PosebhError(f"posebh transfer --target {target}: missing inputs: " + "; ".join(missing))
+    source_model = load_model(source)
+    if protocol is None:
+        protocol = "posebh" if source_model.with_embedding else "baseline"
+        if protocol == "baseline":
+            console.print(f"{source}: no keypoint embedding (a ViTPose++ model): using the baseline protocol "
+                          "(full fine-tuning); a PoseBH model gets the PoseBH protocol")
+    recipe = transfer_recipe(target, protocol, zoo)
+    overrides += [f"model.init.path={source}", f"datasets.0.path={data_path}",
+                  f"model.arch={source_model.config.arch}"]
+    if not any(item.split("=", 1)[0].strip() == "model.img_size" for item in overrides):
+        h, w = source_model.config.img_size  # the source's input size unless the user asks for another
+        overrides.append(f"model.img_size=[{h}, {w}]")
+    del source_model
     parsed = load_recipe(recipe, overrides)
+    console.print(f"transfer {parsed.name}: source {source}, data {data_path}, input "
+                  f"{parsed.model.img_size[0]}x{parsed.model.img_size[1]}")
     run_dir = Path(out) if out is not None else Path("runs") / parsed.name
     if fit and parsed.method == "posebh" and parsed.model.init.kind == "transfer" and not resume:
         spec = parsed.datasets[0]
         fit_dir = run_dir / "fit"
-        if not (fit_dir / "fit.json").is_file():  # a finished fit from an earlier attempt is reused
-            _, metrics = fit_prototypes_run(parsed.model.init.path, spec.path, split=spec.train_split, out=fit_dir,
-                                            expert=parsed.model.init.expert, box_padding=spec.box_padding,
-                                            val_split=spec.val_split, val_max_images=parsed.train.val_max_images,
-                                            console=console)
-            if console is not None and metrics:
-                console.print("prototypes only: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        with _main_process_first():  # the main process fits; the others then find its finished fit
+            if not (fit_dir / "fit.json").is_file():  # a finished fit from an earlier attempt is reused
+                _, metrics = fit_prototypes_run(parsed.model.init.path, spec.path, split=spec.train_split,
+                                                out=fit_dir, expert=parsed.model.init.expert,
+                                                box_padding=spec.box_padding, val_split=spec.val_split,
+                                                val_max_images=parsed.train.val_max_images, device=device,
+                                                console=console)
+                if metrics:
+                    console.print("prototypes only: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         overrides += [f"model.init.path={fit_dir}", f"model.init.expert={_expert_of(fit_dir)}"]
     return finetune_transfer(recipe, out=run_dir, resume=resume, overrides=overrides)
+
+
+def _transfer_inputs(recipe, target: str, zoo: bool, checkpoint: str | Path | None,
+                     data: str | Path | None) -> tuple[Path | None, Path, list[str]]:
+    """(source checkpoint, prepared dataset, every missing input with the command that makes it)."""
+    from posebh_cli.models.store import resolve_checkpoint
+
+    missing = []
+    spec = recipe.datasets[0]
+    data_path = Path(data) if data is not None else Path(spec.path)
+    quickstart_data = QUICKSTART_DIR / "prepared" / spec.name
+    if data is None and zoo and not (data_path / "meta.yaml").is_file() and (quickstart_data / "meta.yaml").is_file():
+        data_path = quickstart_data
+    if not (data_path / "meta.yaml").is_file():
+        hint = (ZOO_PREPARE_HINT if zoo else PREPARE_HINTS.get(target, "posebh prepare-data FORMAT --src SRC "
+                                                                       "--out {path}")).format(path=data_path,
+                                                                                               name=spec.name)
+        missing.append(f"prepared dataset {data_path} (make it with `{hint}`, or give --data)")
+    source = None
+    if checkpoint is not None:
+        try:
+            source = resolve_checkpoint(checkpoint)
+        except PosebhError as exc:
+            missing.append(f"source model: {exc}")
+    else:
+        init_path = Path(recipe.model.init.path) if recipe.model.init.path else None
+        quickstart_run = QUICKSTART_DIR / "runs" / "posebh"
+        if init_path is not None and init_path.exists():
+            source = init_path
+        elif zoo and (quickstart_run / "model.json").is_file():
+            source = quickstart_run
+        else:
+            try:
+                source = resolve_checkpoint(None)
+            except PosebhError as exc:
+                missing.append(f"source model (--checkpoint NAME or PATH; the recipe's {init_path} does not "
+                               f"exist): {exc}")
+    return source, data_path, missing
+
+
+def _main_process_first():
+    """Under a multi-process launch the main process runs the block first (the others wait, then run it)."""
+    import contextlib
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return contextlib.nullcontext()
+    from accelerate import PartialState
+
+    return PartialState().main_process_first()
 
 
 def _expert_of(fit_dir: Path) -> str:

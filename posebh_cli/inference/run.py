@@ -5,6 +5,8 @@ annotations), matched to an input by file name or by image id (a numeric file st
 video), or from an optional ONNX detector (`detector.py`); without either every image or frame is one
 whole-image box. With detected boxes the instances are rescored and filtered by OKS-NMS, as in the COCO test
 protocol. Everything is written into a temp sibling of the output folder and moved into place at the end.
+Besides one JSON per input, `results.json` holds every instance of the run as one COCO keypoint results list
+(each entry also names its `file_name`, so `posebh evaluate --results` matches images without numeric names).
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from posebh_cli.errors import PosebhError, input_error
-from posebh_cli.files import check_writable_parent, read_json
+from posebh_cli.files import check_writable_parent, is_main_process, publish_mode, read_json
 from posebh_cli.inference import draw, io
 from posebh_cli.inference.nms import nms_instances
-from posebh_cli.inference.predictor import Predictor, load_checkpoint
+from posebh_cli.inference.predictor import Predictor, load_checkpoint, resolve_target
+from posebh_cli.skeletons import load_skeleton
 
 NMS_THRESHOLD = 0.9
+RESULTS_NAME = "results.json"  # every instance of a run, one COCO keypoint results list
 
 
 @dataclass
@@ -107,6 +111,9 @@ class PredictSummary:
     instances: int = 0
     json_files: list[Path] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)  # COCO results entries of every input (results.json)
+    results_file: Path | None = None
+    head: str = ""                                      # which head (or prototype skeleton) predicted
 
 
 class _Writer:
@@ -134,8 +141,8 @@ class _Writer:
                 "source": self.predictor.source, "head": self.predictor.target.name}
 
 
-def _write_json(path: Path, record: dict) -> None:
-    path.write_text(json.dumps(record, indent=1))
+def _write_json(path: Path, record: dict | list, indent: int | None = 1) -> None:
+    path.write_text(json.dumps(record, indent=indent))
 
 
 def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, find_boxes: BoxSource,
@@ -160,6 +167,7 @@ def _predict_images(paths: list[Path], predictor: Predictor, writer: _Writer, fi
             io.write_image(overlay_path, overlay)
             summary.json_files.append(json_path.name)
             summary.overlays.append(overlay_path.name)
+            summary.results.extend({**entry, "file_name": item.path.name} for entry in entries)
             summary.inputs += 1
             summary.instances += len(entries)
             progress.advance(task)
@@ -198,6 +206,7 @@ def _predict_video(path: Path, predictor: Predictor, writer: _Writer, find_boxes
             overlay, entries = writer.finish(frame, instances, first + n)
             video.write(overlay)
             frames_out.append({"frame": first + n, "predictions": entries})
+            summary.results.extend({**entry, "file_name": path.name, "frame": first + n} for entry in entries)
             summary.instances += len(entries)
             progress.advance(task)
         pending.clear()
@@ -224,6 +233,7 @@ def _predict_video(path: Path, predictor: Predictor, writer: _Writer, find_boxes
 def _move_into(tmp_dir: Path, out_dir: Path) -> None:
     """Publish the finished outputs: rename the temp folder, or move its files into an existing folder."""
     if not out_dir.exists():
+        publish_mode(tmp_dir)  # mkdtemp made it 0700
         os.replace(tmp_dir, out_dir)
         return
     for item in tmp_dir.iterdir():
@@ -271,8 +281,9 @@ def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | P
     find_boxes = _box_source(boxes, whole_image, detector, detector_classes, bbox_thr, device)
 
     model, recipe = load_checkpoint(checkpoint)
-    if prototypes is not None:
-        predictor = Predictor(model, dataset=prototypes, device=device, batch_size=batch_size, flip=flip,
+    source, name = choose_source(model, skeleton, dataset, prototypes)
+    if source == "prototypes":
+        predictor = Predictor(model, dataset=name, device=device, batch_size=batch_size, flip=flip,
                               source="prototypes", recipe=recipe)
     else:
         predictor = Predictor(model, dataset=dataset, skeleton=skeleton, device=device, batch_size=batch_size,
@@ -281,24 +292,62 @@ def run_predict(input_path: str | Path, checkpoint: str | Path, out_dir: str | P
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     summary = PredictSummary(out_dir=out_dir)
+    kind = "prototype heatmaps of" if source == "prototypes" else "head"
+    summary.head = f"{kind} {predictor.target.name} (skeleton {predictor.skeleton.name})"
     writer = _Writer(predictor, tmp_dir, use_nms=find_boxes is not _whole_image, kpt_thr=kpt_thr,
-                     heat=prototypes is not None)
+                     heat=source == "prototypes")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, transient=True) as progress:
+        with Progress(*columns, transient=True, disable=not is_main_process()) as progress:
             if video:
                 _predict_video(input_path, predictor, writer, find_boxes, summary, progress)
             else:
                 _predict_images(images, predictor, writer, find_boxes, summary, progress, warn)
         if summary.inputs == 0:
             raise input_error(input_path, f"none of the {summary.skipped} input(s) could be read; nothing written")
+        _write_json(tmp_dir / RESULTS_NAME, summary.results, indent=None)  # one list of every instance
         _move_into(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     summary.json_files = [out_dir / name for name in summary.json_files]
     summary.overlays = [out_dir / name for name in summary.overlays]
+    summary.results_file = out_dir / RESULTS_NAME
     return summary
 
 
-__all__ = ["run_predict", "load_boxes", "BoxIndex", "coco_entries", "PredictSummary"]
+def choose_source(model, skeleton: str | None, dataset: str | None, prototypes: str | None) -> tuple[str, str | None]:
+    """("head" | "prototypes", prototype entry name): which heatmaps predict the requested skeleton.
+
+    `--skeleton` looks across the heads first, then across the prototype bank's skeletons (a fitted new
+    skeleton has no head); `--skeleton` and `--dataset` together must name the same skeleton.
+    """
+    if prototypes is not None:
+        return "prototypes", prototypes
+    if skeleton is not None and dataset is not None:
+        wanted = load_skeleton(skeleton)
+        target = resolve_target(model, dataset=dataset)
+        if target.skeleton.name != wanted.name:
+            raise PosebhError(f"--dataset {dataset} predicts skeleton '{target.skeleton.name}' but --skeleton is "
+                              f"'{wanted.name}'; give one of them")
+        return "head", None
+    if skeleton is None:
+        return "head", None
+    try:
+        resolve_target(model, skeleton=skeleton)
+        return "head", None
+    except PosebhError as head_error:
+        if getattr(model, "prototypes", None) is None:
+            raise
+        wanted = load_skeleton(skeleton)
+        try:
+            target = resolve_target(model, skeleton=wanted, source="prototypes")
+        except PosebhError:
+            heads = ", ".join(f"{d} ({sk.name})" for d, sk in zip(model.datasets, model.skeletons))
+            entries = ", ".join(sk.name for _, sk in model.prototype_only) or "none"
+            raise PosebhError(f"the model has no head nor prototype skeleton '{wanted.name}'; heads: {heads}; "
+                              f"prototype skeletons: {entries}") from head_error
+        return "prototypes", target.name
+
+
+__all__ = ["run_predict", "choose_source", "load_boxes", "BoxIndex", "coco_entries", "PredictSummary", "RESULTS_NAME"]

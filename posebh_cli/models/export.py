@@ -41,8 +41,11 @@ class ExportResult:
 
 
 def export_model(checkpoint: str | Path, dataset: str, fmt: str, out: str | Path, tolerance: float = 1e-3,
-                 batch_size: int = 2, seed: int = 0) -> ExportResult:
-    """Export `dataset`'s heatmap model from `checkpoint` to `out`; fails (writing nothing) if parity is off."""
+                 batch_size: int = 2, seed: int = 0, device: str = "cpu") -> ExportResult:
+    """Export `dataset`'s heatmap model from `checkpoint` to `out`; fails (writing nothing) if parity is off.
+
+    The trace and the PyTorch reference run on `device`; ONNX Runtime checks on the CPU.
+    """
     from posebh_cli.models.checkpoint import load_model
 
     if fmt not in FORMATS:
@@ -51,12 +54,13 @@ def export_model(checkpoint: str | Path, dataset: str, fmt: str, out: str | Path
     model = load_model(checkpoint)
     model.dataset_index(dataset)  # a PosebhError naming the model's datasets if unknown
     single = model if (len(model.datasets) == 1 and not model.backbone.num_experts) else model.split(dataset)
-    module = HeatmapModule(single.eval()).eval()
+    module = HeatmapModule(single.eval()).eval().to(device)
 
     h, w = single.config.img_size
     images = torch.randn(batch_size, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    images = images.to(device)
     with torch.no_grad():
-        expected = module(images)
+        expected = module(images).cpu()
 
     with atomic_file(out) as tmp:  # a file that fails the parity check never appears at `out`
         if fmt == "onnx":
@@ -65,7 +69,7 @@ def export_model(checkpoint: str | Path, dataset: str, fmt: str, out: str | Path
         else:
             _export_torchscript(module, images, tmp)
             got = _run_torchscript(tmp, images)
-        diff = float((got - expected).abs().max())
+        diff = float((got.cpu() - expected).abs().max())
         if not diff <= tolerance:
             raise input_error(out, f"parity check failed: max abs difference {diff:.3g} > {tolerance:g}")
     return ExportResult(out, dataset, single.skeletons[0].num_keypoints, diff)
@@ -84,14 +88,14 @@ def _run_onnx(path: Path, images: torch.Tensor) -> torch.Tensor:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (heatmaps,) = session.run(["heatmaps"], {"images": images.numpy()})
+    (heatmaps,) = session.run(["heatmaps"], {"images": images.cpu().numpy()})
     return torch.from_numpy(heatmaps)
 
 
 def _run_torchscript(path: Path, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.jit.load(str(path)).eval()(images)
+        return torch.jit.load(str(path), map_location=images.device).eval()(images)
 
 
 def _export_torchscript(module: nn.Module, images: torch.Tensor, path: Path) -> None:

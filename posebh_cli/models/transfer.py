@@ -58,6 +58,17 @@ def append_prototypes(plain: nn.Module, name: str, skeleton, prototypes: torch.T
     return model.eval()
 
 
+def resize_pos_table(pos: torch.Tensor, grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+    """A [1, 1 + h*w, D] position table of token grid `grid` interpolated (bicubic) to `new_grid`; the extra
+    first slot is kept. Lets a transfer recipe ask for another input size than its source model's."""
+    extra, patches = pos[:, :1], pos[:, 1:]
+    if patches.shape[1] != grid[0] * grid[1]:
+        return pos  # not this grid: the shape check below names the mismatch
+    patches = patches.reshape(1, grid[0], grid[1], -1).permute(0, 3, 1, 2).float()
+    patches = torch.nn.functional.interpolate(patches, size=tuple(new_grid), mode="bicubic", align_corners=False)
+    return torch.cat([extra.float(), patches.flatten(2).transpose(1, 2)], dim=1).to(pos.dtype)
+
+
 def init_transfer(model: nn.Module, path: str | Path, expert: str | None = None) -> dict:
     """Initialise a single-dataset PoseModel for a new skeleton from a (multi-dataset) checkpoint; returns a summary.
 
@@ -74,6 +85,8 @@ def init_transfer(model: nn.Module, path: str | Path, expert: str | None = None)
     own = model.state_dict()
     state = {}
     for key, value in plain.state_dict().items():
+        if key == "backbone.pos_embed" and key in own and own[key].shape != value.shape:
+            value = resize_pos_table(value, plain.backbone.grid_size, model.backbone.grid_size)
         if key.startswith("backbone.") or (key.startswith("embedding.") and model.with_embedding):
             if key not in own or own[key].shape != value.shape:
                 raise input_error(path, f"{key} {tuple(value.shape)} does not fit the recipe's model "
@@ -93,4 +106,4 @@ def init_transfer(model: nn.Module, path: str | Path, expert: str | None = None)
     return {"expert": expert, "tensors": len(state), "prototypes": prototypes}
 
 
-__all__ = ["DEFAULT_EXPERT", "append_prototypes", "bank_rows", "choose_expert", "init_transfer"]
+__all__ = ["DEFAULT_EXPERT", "append_prototypes", "bank_rows", "choose_expert", "init_transfer", "resize_pos_table"]

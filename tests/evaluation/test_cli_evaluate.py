@@ -35,7 +35,7 @@ def assert_user_error(code: int, output: str, *fragments: str) -> None:
 def test_writes_flat_metrics_and_no_temp_files(files, tmp_path):
     gt_path, res_path, _, _ = files
     out = tmp_path / "out" / "metrics.json"
-    code, text = run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "coco", "--output", str(out))
+    code, text = run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "coco", "--out", str(out))
     assert code == 0, text
     metrics = json.loads(out.read_text())
     assert list(metrics)[:3] == ["AP", "AP50", "AP75"] and all(isinstance(v, float) for v in metrics.values())
@@ -58,7 +58,7 @@ def test_unknown_image_id_names_file_record_and_field(files, write_json, tmp_pat
     results[3]["image_id"] = 999
     res_path = write_json("res_bad.json", results)
     out = tmp_path / "metrics.json"
-    code, text = run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "coco", "--output", str(out))
+    code, text = run_cli("--results", res_path, "--annotations", gt_path, "--skeleton", "coco", "--out", str(out))
     assert_user_error(code, text, res_path, "result #3", "field 'image_id'", "999")
     assert not out.exists() and list(tmp_path.glob(".metrics.json*")) == []
 
@@ -99,18 +99,21 @@ def test_missing_area_points_to_the_noarea_protocol(files, write_json):
 def test_checkpoint_mode_calls_evaluate_checkpoint(monkeypatch, tmp_path):
     calls = []
 
-    def evaluate_checkpoint(checkpoint, data, split, boxes=None, flip=True, dataset=None, batch_size=32, device=None):
+    def evaluate_checkpoint(checkpoint, data, split, boxes=None, flip=True, dataset=None, batch_size=32, device=None,
+                            **more):
         calls.append((str(checkpoint), str(data), split, boxes, flip, dataset, batch_size, device))
         return {"PCKh": 0.9, "PCKh@0.1": 0.4}
 
     fake = types.ModuleType("posebh_cli.inference.evaluate")
     fake.evaluate_checkpoint = evaluate_checkpoint
     monkeypatch.setitem(sys.modules, "posebh_cli.inference.evaluate", fake)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)  # --checkpoint is a model name or an existing path
     out = tmp_path / "m.json"
     code, text = run_cli("--checkpoint", "runs/a", "--data", "prepared/mpii", "--split", "test", "--no-flip",
-                         "--dataset", "mpii", "--batch-size", "4", "--output", str(out))
+                         "--dataset", "mpii", "--batch-size", "4", "--out", str(out), "--device", "cpu")
     assert code == 0, text
-    assert calls == [("runs/a", "prepared/mpii", "test", None, False, "mpii", 4, None)]
+    assert calls == [("runs/a", "prepared/mpii", "test", None, False, "mpii", 4, "cpu")]
     assert json.loads(out.read_text()) == {"PCKh": 0.9, "PCKh@0.1": 0.4}
     assert "PCKh@0.1" in text
     assert_user_error(*run_cli("--checkpoint", "runs/a"), "--data")

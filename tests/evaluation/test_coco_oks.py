@@ -44,7 +44,7 @@ def test_results_mode_equals_pycocotools(skeleton, categories, seed, coco_data, 
     gt, results = coco_data(sk.num_keypoints, seed=seed, categories=categories)
     out = tmp_path / "metrics.json"
     code, text = run_cli("--results", write_json("res.json", results), "--annotations", write_json("gt.json", gt),
-                         "--skeleton", skeleton, "--output", str(out))
+                         "--skeleton", skeleton, "--out", str(out))
     assert code == 0, text
     ours = json.loads(out.read_text())
     expected = pycocotools_stats(gt, results, sk.sigmas)

@@ -46,7 +46,7 @@ def test_folder_whole_image_mode(checkpoint, photos, tmp_path):
     result = _predict(photos, "--checkpoint", checkpoint, "--out", out, "--batch-size", 2)
     assert "broken.jpg" in result.output and "skipped" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["000000000001.json", "000000000001.overlay.jpg", "cat.json",
-                                                     "cat.overlay.jpg"]
+                                                     "cat.overlay.jpg", "results.json"]
     record = json.loads((out / "cat.json").read_text())
     assert record["file_name"] == "cat.png" and record["skeleton"] == "coco"
     # Two inputs with one stem keep apart by their full names.

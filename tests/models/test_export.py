@@ -34,7 +34,7 @@ def test_onnx_parity(checkpoint, tmp_path):
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_via_cli(checkpoint, tmp_path):
     out = tmp_path / "coco.pt"
-    result = runner.invoke(app, ["export", str(checkpoint), "--dataset", "coco", "--format", "torchscript",
+    result = runner.invoke(app, ["export", "--checkpoint", str(checkpoint), "--dataset", "coco", "--format", "torchscript",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "max abs difference" in result.output
@@ -50,7 +50,7 @@ def test_torchscript_via_cli(checkpoint, tmp_path):
 def test_export_errors(checkpoint, tmp_path):
     with pytest.raises(PosebhError, match="no dataset 'mpii'"):
         export_model(checkpoint, "mpii", "onnx", tmp_path / "x.onnx")
-    result = runner.invoke(app, ["export", str(checkpoint), "--dataset", "coco", "--format", "tflite",
+    result = runner.invoke(app, ["export", "--checkpoint", str(checkpoint), "--dataset", "coco", "--format", "tflite",
                                  "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown export format" in result.output
     assert list(tmp_path.iterdir()) == []
