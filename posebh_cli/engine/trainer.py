@@ -93,6 +93,9 @@ def _train(recipe: Recipe, recipe_path: str | Path, run_dir: Path, resume: bool,
         _truncate_metrics(run_dir / "metrics.jsonl", progress, accelerator)
         console.print(f"resuming {run_dir} at epoch {progress.epoch}, step {progress.step}")
     unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process and not resume:
+        # A fresh start in a folder a killed run left without any state: its log lines are not this run's.
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.yaml").write_text(_yaml(recipe.to_dict()))
