@@ -29,9 +29,9 @@ except ImportError:
     from click import exceptions as click_exceptions
     from click.exceptions import Abort as _Abort
 
-
 from posebh_cli.errors import PosebhError
 from posebh_cli.files import is_main_process
+
 
 class _OneLineUsageErrors(TyperGroup):
     """Click usage errors as one line (`error: posebh CMD: Missing option '--src'.`), exit 2, not a rich box."""
