@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.files import atomic_folder, is_main_process
@@ -98,7 +99,8 @@ def fit_prototypes_run(checkpoint: str | Path | None, data: str | Path, split: s
     result = fit_prototypes(pixels, skeleton.num_keypoints, plain.config.prototypes_per_keypoint, config)
     if result.empty:
         missing = ", ".join(skeleton.keypoints[k] for k in result.empty)
-        console.print(f"[yellow]warning:[/] no labelled pixel for {missing}; their prototypes stay random")
+        console.print(f"[yellow]warning:[/] no labelled pixel for {escape(str(missing))}; "
+                      "their prototypes stay random")
 
     model = append_prototypes(plain, name, skeleton, result.prototypes)
     recipe = {"name": f"fit-prototypes-{name}",
@@ -192,7 +194,7 @@ def transfer_run(target: str, protocol: str | None = None, zoo: bool = False,
         protocol = "posebh" if source_model.with_embedding else "baseline"
         if protocol == "baseline":
             console.print(f"{source}: no keypoint embedding (a ViTPose++ model): using the baseline protocol "
-                          "(full fine-tuning); a PoseBH model gets the PoseBH protocol")
+                          "(full fine-tuning); a PoseBH model gets the PoseBH protocol", markup=False)
     recipe = transfer_recipe(target, protocol, zoo)
     overrides += [f"model.init.path={source}", f"datasets.0.path={data_path}",
                   f"model.arch={source_model.config.arch}"]
@@ -202,7 +204,7 @@ def transfer_run(target: str, protocol: str | None = None, zoo: bool = False,
     del source_model
     parsed = load_recipe(recipe, overrides)
     console.print(f"transfer {parsed.name}: source {source}, data {data_path}, input "
-                  f"{parsed.model.img_size[0]}x{parsed.model.img_size[1]}")
+                  f"{parsed.model.img_size[0]}x{parsed.model.img_size[1]}", markup=False)
     run_dir = Path(out) if out is not None else Path("runs") / parsed.name
     if fit and parsed.method == "posebh" and parsed.model.init.kind == "transfer" and not resume:
         spec = parsed.datasets[0]
