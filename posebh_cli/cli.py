@@ -143,6 +143,8 @@ def quickstart(
     minutes_budget: float = typer.Option(15.0, "--minutes-budget", help="Time budget; training epochs fit in it."),
     seed: int = typer.Option(0, "--seed", help="Seed of the zoo and of training."),
     tiny: bool = typer.Option(False, "--tiny", help="A few images and epochs: checks the whole flow in about a minute."),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Train the whole PoseBH model from random weights "
+                                      "instead of starting from the shipped zoo base model (zoo-base)."),
     device: DeviceOption = None,
 ) -> None:
     """Synthetic zoo -> prepare -> train PoseBH on six datasets -> fit a new skeleton -> evaluate -> predict photos."""
@@ -154,7 +156,8 @@ def quickstart(
 
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # every step of the quickstart picks the best device: hide the GPUs
 
-    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=Console())
+    run_quickstart(out, minutes_budget=minutes_budget, seed=seed, tiny=tiny, console=Console(),
+                   from_scratch=from_scratch)
 
 
 # ---------------------------------------------------------------- skeletons

@@ -79,11 +79,33 @@ def score(run: Path, prepared: Path) -> dict[str, dict]:
     """Every MDT dataset's val metrics with its own head: GT boxes, flip test."""
     from posebh_cli.data.prepared import open_prepared
     from posebh_cli.inference.evaluate import evaluate_model
-    from posebh_cli.inference.predictor import load_checkpoint
-
-    model, recipe = load_checkpoint(run)
+    model, recipe = model_of_run(run)
     return {d: evaluate_model(model, open_prepared(prepared / d), "val", d, flip=True, recipe=recipe)
             for d in MDT_DATASETS}
+
+
+def model_of_run(run: Path):
+    """(model, recipe dict): the run's final model, or for a run still training its last complete saved state."""
+    from safetensors.torch import load_file
+
+    from posebh_cli.engine.state import find_state
+    from posebh_cli.files import read_yaml
+    from posebh_cli.models.build import build_model
+    from posebh_cli.models.checkpoint import load_model
+    from posebh_cli.models.pose_model import load_state_strict
+    from posebh_cli.recipe import recipe_from_dict
+    from posebh_cli.skeletons import load_skeleton
+
+    if (run / "model.json").is_file():
+        return load_model(run), json.loads((run / "model.json").read_text()).get("recipe")
+    state = find_state(run / "state")
+    if state is None:
+        raise SystemExit(f"{run}: neither a final model nor a complete training state")
+    raw = read_yaml(run / "recipe.yaml", "recipe file")
+    recipe = recipe_from_dict(raw, check_paths=False)
+    model = build_model(recipe, [load_skeleton(d.name) for d in recipe.datasets], with_embedding=False)
+    load_state_strict(model, load_file(str(state / "model.safetensors")), state / "model.safetensors")
+    return model.eval(), recipe.to_dict()
 
 
 def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR) -> Path:
@@ -92,10 +114,10 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR) -> Path:
     from safetensors.torch import save_file
 
     from posebh_cli.files import atomic_file, write_json
-    from posebh_cli.models.checkpoint import checkpoint_meta, load_model
+    from posebh_cli.models.checkpoint import checkpoint_meta
 
-    model = load_model(run)
-    meta = json.loads((run / "model.json").read_text())
+    model, recipe = model_of_run(run)
+    meta = {"recipe": recipe, "extra": {}}
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     card = {"name": "zoo-base", "recipe": RECIPE, "train_zoo": {"seed": TRAIN_SEED, "scale": TRAIN_SCALE},
             "eval_zoo": {"seed": EVAL_SEED, "scale": EVAL_SCALE, "split": "val", "boxes": "ground truth",
@@ -110,7 +132,38 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR) -> Path:
     with atomic_file(out / "model.json") as tmp:
         tmp.write_text(text + "\n")
     write_json(out / "card.json", card)
+    with atomic_file(out / "README.md") as tmp:
+        tmp.write_text(card_markdown(card))
     return out
+
+
+def card_markdown(card: dict) -> str:
+    """The human card: what the model is, how it was made, what it scores (numbers from card.json)."""
+    rows = []
+    for name, metrics in card["scores"].items():
+        key = "PCKh" if "PCKh" in metrics else "AP"
+        rows.append(f"| {name} | {key} | {100 * metrics[key]:.1f} |")
+    return "\n".join([
+        "# zoo-base: the synthetic zoo's ViTPose++",
+        "",
+        "The multi-head baseline (vit_pico backbone with one expert FFN part per dataset, one 64-channel heatmap head "
+        "per dataset, 256x192 input) trained on the six MDT datasets of the synthetic zoo with the bundled recipe "
+        f"`{card['recipe']}`: `posebh train-mdt --recipe {card['recipe']}`. `posebh quickstart` starts PoseBH from it.",
+        "",
+        f"- training zoo: `posebh synth --seed {card['train_zoo']['seed']} --scale {card['train_zoo']['scale']}`",
+        f"- steps {card['steps']}, samples seen {card['samples_seen']}, training time {card['train_hours']} h "
+        f"({card['machine']}), commit {card['commit']}",
+        f"- reproduce: `python scripts/train_zoo_base.py --work runs/zoo-base-work --ship`",
+        "- weights: fp16 (cast to fp32 on load)",
+        "",
+        f"Held-out scores: a zoo synthesized with seed {card['eval_zoo']['seed']} (never used for training), "
+        "val split, ground-truth boxes, flip test (x100):",
+        "",
+        "| dataset | metric | value |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
 
 
 def _commit() -> str:
