@@ -84,7 +84,7 @@ def _results_for_image(image_id: int, instances: list[dict], jobs: list[dict], u
     With `use_nms` (the OKS-AP protocols) the kept instances are written without a box, as mmpose writes them;
     otherwise every instance is written with the box it was cropped from (PCKh/InterHand pairing may use it).
     """
-    order = nms_instances(instances, sigmas, NMS_THRESHOLD) if use_nms else range(len(instances))
+    order = nms_instances(instances, sigmas, NMS_THRESHOLD, later_first=True) if use_nms else range(len(instances))
     results = []
     for k in order:
         inst, job = instances[k], jobs[k]

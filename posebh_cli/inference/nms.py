@@ -37,8 +37,11 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> 
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
-            threshold: float = 0.9) -> list[int]:
-    """Indices of the instances kept by greedy OKS-NMS, best score first (ties: the later index first, as mmpose).
+            threshold: float = 0.9, later_first: bool = False) -> list[int]:
+    """Indices of the instances kept by greedy OKS-NMS, best score first.
+
+    Equal scores are visited in input order, or, with `later_first`, the later instance first as mmpose's
+    `scores.argsort()[::-1]` does (evaluation uses that, to give mmpose's numbers).
 
     An instance is suppressed when its OKS with a higher-scoring kept instance is above `threshold`.
     """
@@ -46,8 +49,7 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
     if scores.size == 0:
         return []
     oks = oks_matrix(keypoints, areas, sigmas)
-    # mmpose visits `scores.argsort()[::-1]`: best first and, among equal scores, the later instance first.
-    order = np.argsort(scores, kind="stable")[::-1]
+    order = np.argsort(scores, kind="stable")[::-1] if later_first else np.argsort(-scores, kind="stable")
     suppressed = np.zeros(len(scores), dtype=bool)
     keep: list[int] = []
     for i in order:
@@ -58,13 +60,13 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
     return keep
 
 
-def nms_instances(instances: list[dict], sigmas, threshold: float = 0.9) -> list[int]:
+def nms_instances(instances: list[dict], sigmas, threshold: float = 0.9, later_first: bool = False) -> list[int]:
     """OKS-NMS over predictor instances (dicts with `keypoints` [K, 3], `score`, `area`); kept indices."""
     if len(instances) < 2:
         return list(range(len(instances)))
     return oks_nms(np.stack([inst["keypoints"][:, :2] for inst in instances]),
                    np.array([inst["score"] for inst in instances]), np.array([inst["area"] for inst in instances]),
-                   np.asarray(sigmas), threshold)
+                   np.asarray(sigmas), threshold, later_first)
 
 
 __all__ = ["rescore", "oks_matrix", "oks_nms", "nms_instances"]

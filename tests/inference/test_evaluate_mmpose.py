@@ -131,3 +131,12 @@ def test_oks_nms_on_every_oks_protocol_with_gt_boxes(protocol, applies):
     _, instances = build_case()
     results = our_results(instances, protocol, COCO_SK.sigmas)
     assert len(results) == (5 if applies else 10)
+
+
+def test_equal_scores_keep_the_later_instance_in_evaluation_as_mmpose():
+    # Two identical poses with the same score: mmpose's argsort()[::-1] visits (and keeps) the second one.
+    kp = np.concatenate([np.random.default_rng(1).uniform(0, 50, (17, 2)), np.full((17, 1), 0.1)], 1)
+    found = [{"keypoints": kp, "score": 0.0, "area": 5000.0, "bbox": [0, 0, 50, 50]} for _ in range(2)]
+    jobs = [{"category_id": 1, "ann_id": 1}, {"category_id": 1, "ann_id": 2}]
+    [kept] = _results_for_image(1, found, jobs, True, COCO_SK.sigmas)
+    assert kept["ann_id"] == 2
