@@ -179,7 +179,9 @@ def test_init_transfer_copies_expert_backbone_embedding_and_head_deconvs(world, 
     assert init_transfer(random_start, world["posebh"])["prototypes"] == "random"  # as released: random rows
     with pytest.raises(PosebhError, match="no keypoint embedding"):
         init_transfer(random_start, world["multihead"])
-    wrong = PoseModel("vit_pico", ["3dpw"], [load_skeleton("smpl24")], img_size=(64, 48))
+    other_size = PoseModel("vit_pico", ["3dpw"], [load_skeleton("smpl24")], img_size=(64, 48))
+    init_transfer(other_size, world["multihead"])  # another input size: the position table is interpolated
+    wrong = PoseModel("vit_small", ["3dpw"], [load_skeleton("smpl24")], img_size=(64, 48))
     with pytest.raises(PosebhError, match="does not fit"):
         init_transfer(wrong, world["multihead"])
 
