@@ -33,6 +33,8 @@ def checkpoint_meta(model: PoseModel, recipe: dict | None = None, extra: dict | 
         "prototype_skeletons": [s.to_dict() for _, s in model.prototype_only],
         "recipe": recipe,
         "extra": extra or {},
+        # A bank imported from a released PoseBH file whose signs are not aligned yet: scored with |cos|.
+        "prototype_abs_similarity": bool(getattr(model.prototypes, "abs_similarity", False)),
     }
 
 
@@ -150,4 +152,6 @@ def _load_ours(weights: Path) -> PoseModel:
     except Exception as exc:  # damaged or truncated file
         raise input_error(weights, f"cannot read safetensors file ({exc})") from None
     load_state_strict(model, state, weights)
+    if model.prototypes is not None and meta.get("prototype_abs_similarity"):
+        model.prototypes.abs_similarity = True
     return model
