@@ -151,6 +151,12 @@ def test_calibration_times_each_stage_without_start_up(tmp_path, one_thread, mon
     assert not (tmp_path / "runs" / ".calibration.yaml").exists()
 
 
+def test_calibration_reaches_the_last_of_the_base_recipes_three_stages(tmp_path, one_thread, tiny_base):
+    plan = dataclasses.replace(with_base(TINY), calibration_steps=2)
+    prepared = make_zoo(tmp_path, plan, seed=0)
+    assert 0 < seconds_per_step(tmp_path, prepared, plan, 0, 2) < 60
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("from_scratch", [False, True])
 def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch, tiny_base, from_scratch):

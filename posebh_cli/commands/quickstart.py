@@ -127,8 +127,11 @@ def seconds_per_step(out: Path, prepared: dict[str, Path], plan: Plan, seed: int
 
     where = out / "runs" / ".calibration"
     shutil.rmtree(where, ignore_errors=True)
-    recipe = quickstart_recipe(prepared, plan, seed, 2)
-    recipe["stages"] = [dict(recipe["stages"][stage], epochs=[0, 2])]
+    recipe = quickstart_recipe(prepared, plan, seed, plan.min_epochs)   # every stage kept (one epoch each at least)
+    stages = recipe["stages"]
+    # Timed alone, a stage still runs what the earlier stages started (e.g. the clusters a later cluster loss needs).
+    actions = list(dict.fromkeys(a for s in stages[:stage + 1] for a in s.get("on_start") or []))
+    recipe["stages"] = [dict(stages[stage], epochs=[0, plan.min_epochs], on_start=actions)]
     half = max(1, plan.calibration_steps // 2)
     recipe["train"]["log_every_steps"] = half
     recipe_file = _write_recipe(out / "runs" / ".calibration.yaml", recipe)

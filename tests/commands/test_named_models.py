@@ -24,17 +24,6 @@ from cli_setup import make_model, make_photos  # noqa: E402
 runner = CliRunner()
 
 
-@pytest.fixture
-def work(tmp_path, monkeypatch):
-    """A working folder outside the repository, an empty model store and no built-in model."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("POSEBH_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(store, "BUILTIN_DIR", tmp_path / "no-builtin")
-    return folder
-
-
 def posebh(*args) -> tuple[int, str]:
     result = runner.invoke(app, [str(a) for a in args])
     return result.exit_code, result.output

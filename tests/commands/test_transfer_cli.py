@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from posebh_cli.cli import app
 from posebh_cli.methods import load_recipe
-from posebh_cli.models import store
 from posebh_cli.recipe import bundled_recipes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,16 +23,6 @@ runner = CliRunner()
 SHORT = ["--set", "train.epochs=1", "--set", "train.num_workers=0", "--set", "train.mixed_precision=no",
          "--set", "train.batch_size=4", "--set", "train.warmup_iters=1", "--set", "train.val_max_images=2",
          "--set", "train.checkpoint_every_epochs=0", "--device", "cpu"]
-
-
-@pytest.fixture
-def work(tmp_path, monkeypatch):
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("POSEBH_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(store, "BUILTIN_DIR", tmp_path / "no-builtin")
-    return folder
 
 
 def posebh(*args) -> tuple[int, str]:
