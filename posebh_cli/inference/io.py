@@ -1,18 +1,21 @@
-"""Inputs and outputs of `posebh predict`: an image, a folder of images or a video, read as RGB arrays.
+"""Inputs and outputs of `posebh predict`: images, folders of images and videos, read as RGB arrays.
 
-An unreadable image is reported with one warning line and skipped; it never stops a run.
+`collect_inputs` turns the command's arguments into the files to predict, each with the name its outputs take
+(`output_stems`), and reports every missing or empty argument at once, before any model is loaded. An unreadable
+image is reported with one warning line and skipped; it never stops a run.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-from posebh_cli.errors import input_error
+from posebh_cli.errors import PosebhError, input_error
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -22,14 +25,91 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def list_images(path: str | Path) -> list[Path]:
-    """The image files to read: the path itself, or a folder's images with common extensions, sorted by name."""
+def list_images(path: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files to read: the path itself, or a folder's images with common extensions, sorted by name.
+
+    `recursive` also takes the images of every subfolder, sorted by their path below `path`.
+    """
     path = Path(path)
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        found = path.rglob("*") if recursive else path.iterdir()
+        images = (p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        return sorted(images, key=lambda p: p.relative_to(path).parts)
     if path.is_file():
         return [path]
     raise input_error(path, "no such file or folder")
+
+
+@dataclass(frozen=True)
+class PredictInput:
+    """One file to predict: `name` is its path below the argument that named it ("a.jpg", "dir/sub/b.png")."""
+
+    path: Path
+    name: str
+    video: bool
+
+
+def collect_inputs(arguments: Sequence[str | Path], recursive: bool = False) -> list[PredictInput]:
+    """The files to predict, in argument order: a file as itself, a folder as its images (sorted).
+
+    A folder's images are named by their path below it; with several arguments the folder's own name leads
+    ("dir/a.jpg"), so two folders never share names. Every argument that is missing or holds no image is
+    reported in one error, before anything runs.
+    """
+    inputs: list[PredictInput] = []
+    problems: list[str] = []
+    several = len(arguments) > 1
+    for argument in map(Path, arguments):
+        if argument.is_file():
+            inputs.append(PredictInput(argument, argument.name, is_video(argument)))
+        elif argument.is_dir():
+            images = list_images(argument, recursive)
+            if not images:
+                hint = "; it has subfolders: add --recursive" if not recursive and _has_subfolder(argument) else ""
+                problems.append(f"{argument}: no image to predict (looked for "
+                                f"{', '.join(sorted(IMAGE_EXTENSIONS))}{hint})")
+            prefix = PurePosixPath(argument.resolve().name) if several else PurePosixPath()
+            inputs += [PredictInput(p, str(prefix.joinpath(*p.relative_to(argument).parts)), False) for p in images]
+        else:
+            problems.append(f"{argument}: no such file or folder")
+    if problems:
+        raise PosebhError("; ".join(problems))
+    return inputs
+
+
+def _has_subfolder(folder: Path) -> bool:
+    return any(p.is_dir() for p in folder.iterdir())
+
+
+def output_stems(names: Sequence[str], reserved: Sequence[str] = ()) -> list[str]:
+    """Unique output stems ("sub/a" -> sub/a.json, sub/a.overlay.jpg) for input names, compared ignoring case.
+
+    A name keeps its stem unless another input shares it: then inputs that differ in extension keep their full
+    name (a.jpg.json, a.png.json) and inputs with the very same name get -2, -3 in input order (a.json, a-2.json).
+    A stem in `reserved` (results -> results.json) also keeps its full name.
+    """
+    stems = [str(PurePosixPath(n).with_suffix("")) for n in names]
+    by_stem = Counter(s.casefold() for s in stems)
+    by_name = Counter(n.casefold() for n in names)
+    reserved = {r.casefold() for r in reserved}
+
+    def differ_in_extension(name: str, stem: str) -> bool:
+        return by_name[name.casefold()] < by_stem[stem.casefold()]
+
+    stems = [n if s.casefold() in reserved or differ_in_extension(n, s) else s for n, s in zip(names, stems)]
+    taken = {s.casefold() for s in stems}  # a suffixed name never takes another input's stem
+    seen: set[str] = set()
+    unique = []
+    for stem in stems:
+        if stem.casefold() in seen:
+            number = 2
+            while f"{stem}-{number}".casefold() in taken:
+                number += 1
+            stem = f"{stem}-{number}"
+            taken.add(stem.casefold())
+        seen.add(stem.casefold())
+        unique.append(stem)
+    return unique
 
 
 def read_image(path: str | Path) -> np.ndarray | None:
@@ -53,16 +133,17 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 class InputImage:
     path: Path
     image: np.ndarray
+    index: int = 0  # position in the list given to `iter_images`
 
 
 def iter_images(paths: list[Path], warn: Callable[[str], None]) -> Iterator[InputImage]:
     """Decode each file in turn; the unreadable ones are reported through `warn` and skipped."""
-    for path in paths:
+    for index, path in enumerate(paths):
         image = read_image(path)
         if image is None:
             warn(f"warning: {path}: not a readable image, skipped")
             continue
-        yield InputImage(path, image)
+        yield InputImage(path, image, index)
 
 
 @dataclass
@@ -119,5 +200,6 @@ class VideoOutput:
         self.tmp.unlink(missing_ok=True)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "is_video", "list_images", "read_image", "write_image",
+__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "is_video", "list_images", "PredictInput", "collect_inputs",
+           "output_stems", "read_image", "write_image",
            "InputImage", "iter_images", "VideoInfo", "open_video", "iter_frames", "VideoOutput"]
