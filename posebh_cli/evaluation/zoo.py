@@ -10,6 +10,8 @@ The prepared annotations of the other dataset give the boxes (as in GT-box evalu
 hidden figure of the same image by box IoU, and the figure's points in the head's skeleton become the ground
 truth. The score is OKS AP with the head skeleton's sigmas and the no-area rule (area = 0.53 * box w * h), the
 protocol that needs no segmentation area. Running a model to get the predictions is `inference/zoo.py`'s job.
+The video datasets' figures keep their order through a clip, which gives each an identity (`clips`) to score
+tracking against.
 """
 from __future__ import annotations
 
@@ -118,6 +120,20 @@ def cross_ground_truth(prepared: PreparedDataset, split: str, skeleton: Skeleton
     return {"images": images, "annotations": annotations, "categories": [category]}
 
 
+def clips(groundtruth: dict, split: str | None = None) -> dict[str, list[str]]:
+    """The zoo's clips: clip name -> the keys of its images in frame order (of one split, or of all).
+
+    A clip is an APT-36K video, a 3DPW sequence or an InterHand2.6M camera recording: the folder part of its
+    images' keys. Within a clip the k-th hidden figure of every frame is the same figure, moving smoothly (also
+    through frames where it is hidden or outside the image), so (clip, k) is the figure's identity for tracking.
+    """
+    out: dict[str, list[str]] = {}
+    for name in (groundtruth["splits"].get(split, []) if split else
+                 [n for names in groundtruth["splits"].values() for n in names]):
+        out.setdefault(name.rpartition("/")[0], []).append(name)
+    return out
+
+
 def select_points(gt: dict, results: list[dict], skeleton: Skeleton, points: tuple[str, ...]) -> tuple[dict, list]:
     """Ground truth and results restricted to `points` of `skeleton` (e.g. the points a union head adds)."""
     index = [skeleton.index(p) for p in points]
@@ -135,4 +151,4 @@ def select_points(gt: dict, results: list[dict], skeleton: Skeleton, points: tup
 
 
 __all__ = ["GROUNDTRUTH_FILE", "find_groundtruth", "load_groundtruth", "cross_ground_truth", "match_figures",
-           "select_points", "box_iou"]
+           "select_points", "box_iou", "clips"]

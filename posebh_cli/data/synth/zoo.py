@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -165,6 +165,13 @@ class ImageJob:
     width: int
     height: int
     path: str          # where to write the JPEG
+    clip_length: int | None = None   # overrides the dataset's frames per clip (longer videos for tracking)
+
+
+def job_spec(job: ImageJob) -> DatasetSpec:
+    """The job's dataset spec, with its clip length overridden where the job asks."""
+    spec = DATASETS[job.dataset]
+    return replace(spec, clip_length=job.clip_length) if job.clip_length else spec
 
 
 def _camera(rng, width: int, height: int) -> Camera:
@@ -199,8 +206,11 @@ def _count_weights(n: int) -> np.ndarray:
 
 
 def make_image(job: ImageJob) -> dict:
-    """Render one image, write its JPEG and return its record (figures with keypoints of every skeleton)."""
-    spec = DATASETS[job.dataset]
+    """Render one image, write its JPEG and return its record (figures with keypoints of every skeleton).
+
+    The figures keep their order through a clip: the k-th figure of every frame is the same actor.
+    """
+    spec = job_spec(job)
     clip, frame = divmod(job.index, spec.clip_length)
     scene = seeded_rng(job.seed, job.dataset, job.split, clip)
     camera = _camera(scene, job.width, job.height)
@@ -236,7 +246,7 @@ def make_image(job: ImageJob) -> dict:
 
 def _extrinsics(job: ImageJob) -> tuple[np.ndarray, np.ndarray]:
     """A world pose for the clip's camera (InterHand stores hands in world coordinates): rotation R, position."""
-    rng = seeded_rng(job.seed, job.dataset, job.split, job.index // DATASETS[job.dataset].clip_length, "extrinsics")
+    rng = seeded_rng(job.seed, job.dataset, job.split, job.index // job_spec(job).clip_length, "extrinsics")
     R = rotation(rng.uniform(-180, 180, 3))
     return R, rng.uniform(-800, 800, 3)
 
@@ -249,10 +259,12 @@ def _image_names(spec: DatasetSpec, split: str, count: int, seed: int) -> list[s
 
 def synth_zoo(out: str | Path, seed: int = 0, sizes: dict[str, int] | None = None, image_size: tuple[int, int] = (256, 192),
               datasets: list[str] | None = None, workers: int | None = None, scale: float = 1.0,
-              progress: bool = True) -> dict[str, dict[str, int]]:
+              progress: bool = True, clip_length: int | None = None) -> dict[str, dict[str, int]]:
     """Write the synthetic datasets under `out/<dataset>/` in their native formats.
 
     `sizes` gives training images per dataset (defaults scaled by `scale`); val/test get 15% of that.
+    `clip_length` sets the frames per clip of the video datasets (APT-36K, InterHand2.6M, 3DPW) instead of
+    their spec's (e.g. long clips to measure tracking); None keeps the spec, and the files, as they are.
     Each dataset folder is written to a temporary sibling and renamed at the end. Returns images per split.
     """
     out = Path(out)
@@ -272,14 +284,21 @@ def synth_zoo(out: str | Path, seed: int = 0, sizes: dict[str, int] | None = Non
         raise PosebhError(f"--image-size: expected width and height between 32 and 4096, got {width}x{height}")
     if scale <= 0:
         raise PosebhError(f"--scale: must be positive, got {scale}")
+    if clip_length is not None and (isinstance(clip_length, bool) or not isinstance(clip_length, int)
+                                    or clip_length < 1):
+        raise PosebhError(f"--clip-length: expected a whole number of frames >= 1, got {clip_length!r}")
     existing = [n for n in names if (out / n).exists()]
     if existing:
         raise PosebhError(f"{out}: dataset folder(s) {existing} already exist; remove them or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
     plan = {}
+    specs = {name: DATASETS[name] for name in names}
+    if clip_length is not None:  # only the video datasets have clips
+        specs = {name: replace(spec, clip_length=clip_length) if spec.clip_length > 1 else spec
+                 for name, spec in specs.items()}
     for name in names:
-        spec = DATASETS[name]
+        spec = specs[name]
         train = sizes.get(name, max(1, round(spec.default_size * scale)))
         plan[name] = split_sizes(spec, train)
     total = sum(sum(s.values()) for s in plan.values())
@@ -289,12 +308,14 @@ def synth_zoo(out: str | Path, seed: int = 0, sizes: dict[str, int] | None = Non
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     try:
         for name in names:
-            spec = DATASETS[name]
+            spec = specs[name]
+            override = spec.clip_length if spec.clip_length != DATASETS[name].clip_length else None
             with atomic_folder(out / name) as tmp:
                 records = {}
                 for split, count in plan[name].items():
                     files = _image_names(spec, split, count, seed)
-                    jobs = [ImageJob(name, split, i, seed, width, height, str(tmp / files[i])) for i in range(count)]
+                    jobs = [ImageJob(name, split, i, seed, width, height, str(tmp / files[i]), override)
+                            for i in range(count)]
                     results = pool.imap(make_image, jobs, chunksize=4) if pool else map(make_image, jobs)
                     records[split] = []
                     for files_i, rec in zip(files, results):
