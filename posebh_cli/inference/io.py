@@ -66,6 +66,8 @@ def collect_inputs(arguments: Sequence[str | Path], recursive: bool = False) -> 
             images = list_images(argument, recursive)
             if not images:
                 hint = "; it has subfolders: add --recursive" if not recursive and _has_subfolder(argument) else ""
+                if any(is_video(p) for p in argument.iterdir()):
+                    hint += "; videos are read when named one by one"
                 problems.append(f"{argument}: no image to predict (looked for "
                                 f"{', '.join(sorted(IMAGE_EXTENSIONS))}{hint})")
             prefix = PurePosixPath(argument.resolve().name) if several else PurePosixPath()

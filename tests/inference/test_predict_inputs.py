@@ -121,6 +121,10 @@ def test_every_bad_input_is_one_line_and_nothing_is_written(checkpoint, tmp_path
     assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
     with pytest.raises(PosebhError, match="no such file"):
         io.collect_inputs([tmp_path / "a.jpg", tmp_path / "nope"])
+    (tmp_path / "clips").mkdir()
+    _video(tmp_path / "clips/c.avi")
+    with pytest.raises(PosebhError, match="clips: no image to predict .*videos are read when named one by one"):
+        io.collect_inputs([tmp_path / "clips"], recursive=True)
 
 
 def test_draw_heatmap_and_line_sizes(checkpoint, tmp_path):
