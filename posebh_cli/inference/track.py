@@ -3,11 +3,13 @@
 Each frame, every live track is compared with every new instance. Where both share at least `min_keypoints`
 confident keypoints (score >= `kpt_thr`) their similarity is the OKS over those keypoints, with the skeleton's
 sigmas and the mean of the two box areas as the scale (`nms.oks_matrix`, the same OKS that OKS-NMS uses);
-pairs are taken greedily, most similar first, when the OKS reaches `oks_thr`. Only then are the pairs that have
-too few confident keypoints in common matched by the IoU of their boxes (>= `iou_thr`), greedily as well, so a
-pose match is never overruled by a box match. A track that finds no instance survives `max_gap` frames and can
-be picked up again; an instance that finds no track starts a new one with the next id (ids start at 1 and are
-never reused). This is what mmpose's inferencers do per frame (`_track_by_oks`, `_track_by_iou`), plus the gap.
+pairs are taken greedily, most similar first, when the OKS reaches `oks_thr`. Only then are the tracks and
+instances left over matched by the IoU of their boxes (>= `iou_thr`), greedily as well: this catches the
+instances with too few confident keypoints, and a person whose pose jumped (a left-right swap, a bad frame)
+while the box stayed; a pose match is never overruled by a box match. A track that finds no instance survives
+`max_gap` frames and can be picked up again; an instance that finds no track starts a new one with the next id
+(ids start at 1 and are never reused). mmpose's inferencers match per frame by OKS or by IoU
+(`_track_by_oks`, `_track_by_iou`); this does both in that order and adds the gap.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class TrackSettings:
     max_gap: int = 5          # --track-gap: frames a track may go unmatched and still continue
     iou_thr: float = 0.3      # the lowest box IoU that continues a track (fallback)
     kpt_thr: float = 0.3      # keypoints at or above this score take part in the OKS
-    min_keypoints: int = 3    # fewer confident keypoints in common: match by box IoU instead
+    min_keypoints: int = 3    # fewer confident keypoints in common: no OKS, only the box IoU can match them
 
     def __post_init__(self) -> None:
         if not 0.0 < self.oks_thr <= 1.0:
@@ -92,19 +94,18 @@ class PoseTracker:
         return ids
 
     def _similarities(self, keypoints: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """[D, T] OKS (NaN where too few shared confident keypoints) and IoU (NaN where the OKS applies)."""
+        """[D, T] OKS (NaN where too few shared confident keypoints) and box IoU of instances and tracks."""
         oks = np.full((len(keypoints), len(self.tracks)), np.nan)
-        iou = np.full_like(oks, np.nan)
+        iou = np.zeros_like(oks)
         thr, least = self.settings.kpt_thr, self.settings.min_keypoints
         for d, (kpts, box) in enumerate(zip(keypoints, boxes)):
             for t, track in enumerate(self.tracks):
+                iou[d, t] = box_iou(box, track.bbox)
                 shared = (kpts[:, 2] >= thr) & (track.keypoints[:, 2] >= thr)
                 if shared.sum() >= least:
                     pair = np.stack([kpts[shared, :2], track.keypoints[shared, :2]])
                     areas = np.array([_area(box), _area(track.bbox)])
                     oks[d, t] = oks_matrix(pair, areas, self.sigmas[shared])[0, 1]
-                else:
-                    iou[d, t] = box_iou(box, track.bbox)
         return oks, iou
 
 

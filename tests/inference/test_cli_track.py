@@ -90,3 +90,19 @@ def test_bad_options_are_one_line_and_exit_2(checkpoint, two_walkers, tmp_path, 
     result = _predict(two_walkers / "walk.avi", "--checkpoint", checkpoint, "--out", out, *args)
     assert result.exit_code == 2 and result.output.strip().splitlines() == [f"error: {expected}"], result.output
     assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_the_cli_defaults_are_the_settings_defaults():
+    import inspect
+
+    from posebh_cli.cli import predict
+    from posebh_cli.inference.smooth import OneEuroSettings
+    from posebh_cli.inference.track import TrackSettings
+
+    parameters = inspect.signature(predict).parameters
+    options = {name: getattr(p.default, "default", p.default) for name, p in parameters.items()}  # typer's Option
+    track, smooth = TrackSettings(), OneEuroSettings()
+    assert (options["track_gap"], options["track_thr"]) == (track.max_gap, track.oks_thr)
+    assert (options["smooth_min_cutoff"], options["smooth_beta"], options["smooth_d_cutoff"]) == \
+        (smooth.min_cutoff, smooth.beta, smooth.d_cutoff)
+    assert options["track"] is True and options["smooth"] is False

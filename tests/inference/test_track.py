@@ -58,11 +58,16 @@ def test_box_iou_is_the_fallback_when_too_few_keypoints_are_confident():
     # The keypoints are garbage (low score) and jump around; the boxes barely move.
     noisy = [person(x, score=0.1, pose=np.random.default_rng(x).uniform(0, 120, (17, 2))) for x in (303, 98)]
     assert step(tracker, noisy) == [2, 1]
-    # Confident poses decide by OKS, not by the box: the same box with another pose far off is no match.
+    # A confident pose that jumped (here: every point swapped) in a box that stayed continues by the box.
     tracker = PoseTracker(SIGMAS)
     step(tracker, [person(100)])
-    far = person(100, pose=POSE[::-1] * [1, 1])
-    assert step(tracker, [far]) == [2]
+    assert step(tracker, [person(101, pose=POSE[::-1])]) == [1]
+    # ... but the box never overrules a pose: two people walk into each other's boxes (16 px in a frame) and keep
+    # their ids by OKS, where the IoU alone would swap them.
+    for settings, expected in ((TrackSettings(), [1, 2]), (TrackSettings(min_keypoints=18), [2, 1])):
+        tracker = PoseTracker(SIGMAS, settings)
+        step(tracker, [person(100), person(130, pose=POSE[::-1])])
+        assert step(tracker, [person(116), person(114, pose=POSE[::-1])]) == expected
 
 
 def test_follow_frame_sets_ids_and_smooths_keypoints():
