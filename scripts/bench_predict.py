@@ -10,8 +10,9 @@
    the video, crop, normalise, the model (with flip test unless --no-flip), decode the heatmaps, rescore and
    OKS-NMS, draw, write the overlay video and the JSON files. The boxes are the zoo's own figure boxes (about two
    per frame, as a person detector would give; a detector's own time is not counted); `--boxes whole` takes one
-   whole-frame box instead. One untimed run on a short clip comes first (first-call allocations, ORT's session
-   optimisation is then timed inside the loading of each timed run, as a user pays it).
+   whole-frame box instead. Every other option is predict's default (video tracking included). One untimed run
+   on a short clip comes first (first-call allocations); each timed run still loads the model (ONNX Runtime:
+   builds its session), as a user's run does.
 3. Model only: crops per second of the bare heatmap network, one forward pass per crop (the graph `posebh export`
    writes: the built-in model's backbone with the dataset's expert merged, and its head) on pre-made crops of the
    same frames at the same batch, in PyTorch and in ONNX Runtime. `model share` = the time these forward passes
