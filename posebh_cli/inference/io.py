@@ -49,12 +49,14 @@ class PredictInput:
     video: bool
 
 
-def collect_inputs(arguments: Sequence[str | Path], recursive: bool = False) -> list[PredictInput]:
+def collect_inputs(arguments: Sequence[str | Path], recursive: bool = False,
+                   skip: str | Path | None = None) -> list[PredictInput]:
     """The files to predict, in argument order: a file as itself, a folder as its images (sorted).
 
     A folder's images are named by their path below it; with several arguments the folder's own name leads
-    ("dir/a.jpg"), so two folders never share names. Every argument that is missing or holds no image is
-    reported in one error, before anything runs.
+    ("dir/a.jpg"), so two folders never share names. Images under `skip` (the output folder, when it lies inside
+    an input folder read with `recursive`) are left out, so a second run does not predict the first one's
+    overlays. Every argument that is missing or holds no image is reported in one error, before anything runs.
     """
     inputs: list[PredictInput] = []
     problems: list[str] = []
@@ -64,6 +66,9 @@ def collect_inputs(arguments: Sequence[str | Path], recursive: bool = False) -> 
             inputs.append(PredictInput(argument, argument.name, is_video(argument)))
         elif argument.is_dir():
             images = list_images(argument, recursive)
+            below = _below(skip, argument) if recursive and skip is not None else None
+            if below:
+                images = [p for p in images if p.relative_to(argument).parts[:len(below)] != below]
             if not images:
                 hint = "; it has subfolders: add --recursive" if not recursive and _has_subfolder(argument) else ""
                 if any(is_video(p) for p in argument.iterdir()):
@@ -77,6 +82,15 @@ def collect_inputs(arguments: Sequence[str | Path], recursive: bool = False) -> 
     if problems:
         raise PosebhError("; ".join(problems))
     return inputs
+
+
+def _below(inner: str | Path, folder: Path) -> tuple[str, ...] | None:
+    """The parts of `inner`'s path below `folder` (both resolved); None when it is not strictly inside."""
+    try:
+        parts = Path(inner).resolve().relative_to(folder.resolve()).parts
+    except ValueError:
+        return None
+    return parts or None
 
 
 def _has_subfolder(folder: Path) -> bool:

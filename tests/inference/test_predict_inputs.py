@@ -84,6 +84,11 @@ def test_one_folder_writes_straight_into_out_as_before(checkpoint, tmp_path):
     _predict(checkpoint, tmp_path / "imgs", "-r", "--out", tmp_path / "deep")
     assert _files(tmp_path / "deep") == ["1.json", "1.overlay.jpg", "results.json", "sub/2.json",
                                          "sub/2.overlay.jpg"]
+    # --out inside the folder read with --recursive: a second run does not predict the first one's overlays.
+    for _ in range(2):
+        _predict(checkpoint, tmp_path / "imgs", "-r", "--out", tmp_path / "imgs/pred")
+    assert _files(tmp_path / "imgs/pred") == ["1.json", "1.overlay.jpg", "results.json", "sub/2.json",
+                                              "sub/2.overlay.jpg"]
 
 
 def test_clashing_names_get_unique_outputs(checkpoint, tmp_path):
