@@ -8,11 +8,13 @@ the score threshold go through class-agnostic IoU-NMS and come back in image pix
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from posebh_cli.errors import PosebhError, input_error
+from posebh_cli.errors import input_error
+from posebh_cli.inference.onnx_model import open_session
 
 PAD_VALUE = 114
 DEFAULT_INPUT = 640
@@ -20,21 +22,11 @@ DEFAULT_INPUT = 640
 
 class OnnxDetector:
     def __init__(self, path: str | Path, class_ids: tuple[int, ...] = (0,), score_thr: float = 0.3,
-                 iou_thr: float = 0.45, device: str | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise PosebhError("--detector needs onnxruntime: pip install 'posebh[onnx]'") from None
+                 iou_thr: float = 0.45, device: str | None = None, warn: Callable[[str], None] | None = None):
         path = Path(path)
-        if not path.is_file():
-            raise input_error(path, "detector model not found")
-        providers = ["CPUExecutionProvider"]
-        if device and device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # onnxruntime raises its own error types for invalid models
-            raise input_error(path, f"cannot load the ONNX model ({str(exc).splitlines()[0]})") from None
+        # The provider rule and its fallback warning are the pose model's (onnx_model.open_session).
+        self.session = open_session(path, device, warn, what="detector model")
+        self.provider = self.session.get_providers()[0]
         self.path = path
         spec = self.session.get_inputs()[0]
         _check_detector_signature(path, self.session)

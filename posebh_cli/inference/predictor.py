@@ -8,6 +8,10 @@ Two sources of heatmaps:
 - "head": the heatmap head of one training dataset (with its expert in a ViTPose++ backbone);
 - "prototypes": the prototype heatmaps (best cosine between pixel embeddings and a keypoint's prototypes) of
   any skeleton in the prototype bank, even one whose head is absent.
+
+The network is a heatmap function (normalised crops -> heatmaps of the target skeleton): `TorchHeatmaps` over a
+PoseModel, or `onnx_model.OnnxHeatmaps` over an exported file, whose metadata then describes the target (skeleton,
+codec, input size, box padding, mean/std). Everything around the network is shared by both.
 """
 from __future__ import annotations
 
@@ -20,11 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from posebh_cli.data.codecs import make_codec
-from posebh_cli.data.dataset import normalise  # the same normalisation as training
+from posebh_cli.data.dataset import IMAGENET_MEAN, IMAGENET_STD, normalise  # the same normalisation as training
 from posebh_cli.data.topdown import box_to_center_scale, flip_heatmaps, get_warp_matrix, input_to_image, warp_image
-from posebh_cli.errors import PosebhError
+from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.files import read_json
 from posebh_cli.inference.nms import rescore
+from posebh_cli.inference.onnx_model import OnnxHeatmaps, is_onnx
 from posebh_cli.models.prototypes import bank_entries
 from posebh_cli.skeletons import Skeleton, list_skeletons, load_skeleton
 
@@ -160,12 +165,60 @@ def default_box_padding(dataset: str, recipe: dict | None = None) -> float:
     return BOX_PADDING
 
 
+class TorchHeatmaps:
+    """A PoseModel as the heatmap function of one target: normalised crops [B, 3, H, W] -> heatmaps [B, K, h, w]
+    of its head (through the target's expert and channels), or of its prototype-bank rows."""
+
+    def __init__(self, model, target: Target, source: str):
+        self.model, self.target, self.source = model, target, source
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        dataset_idx = torch.full((len(images),), self.target.dataset_idx, dtype=torch.long, device=images.device)
+        if self.source == "head":
+            out = self.model(images, dataset_idx, heads="own")
+            heatmaps = out["heatmaps"][self.target.dataset_idx]
+            return heatmaps if self.target.channels is None else heatmaps[:, self.target.channels]
+        out = self.model(images, dataset_idx, heads="own", with_embedding=True)
+        start = self.target.keypoint_offset
+        rows = slice(start, start + self.target.skeleton.num_keypoints)
+        bank = self.model.prototypes
+        if getattr(bank, "abs_similarity", False):
+            # A bank imported from the released code was trained and is scored there with |cos|: a prototype
+            # may point away from its embeddings, so score it the same way (models/official.py).
+            cos = torch.einsum("bfhw,jmf->bjmhw", F.normalize(out["embeddings"], dim=1), bank.prototypes[rows])
+            return cos.abs().amax(dim=2)
+        return bank.heatmaps(out["embeddings"], rows)
+
+
+def _onnx_target(runner: OnnxHeatmaps, dataset: str | None, skeleton: Skeleton | str | None,
+                 source: str | None) -> Target:
+    """The one target an exported model predicts; a request for another is one error naming the file."""
+    meta = runner.meta
+    exported = (f"exported {'the prototype heatmaps' if meta.source == 'prototypes' else 'the head'} of "
+                f"'{meta.name}' (skeleton '{meta.skeleton.name}')")
+    if source is not None and source != meta.source:
+        wanted = "prototype heatmaps (--prototypes)" if source == "prototypes" else "a head"
+        raise input_error(runner.path, f"{exported}, not {wanted}")
+    if dataset is not None and dataset not in (meta.name, meta.skeleton.name):
+        option = "--prototypes" if source == "prototypes" else "--dataset"
+        raise input_error(runner.path, f"{exported}; {option} is '{dataset}'")
+    if skeleton is not None:
+        wanted = skeleton if isinstance(skeleton, Skeleton) else load_skeleton(skeleton)
+        if (wanted.name, wanted.keypoints) != (meta.skeleton.name, meta.skeleton.keypoints):
+            raise input_error(runner.path, f"{exported}; --skeleton is '{wanted.name}'")
+    return Target(name=meta.name, skeleton=meta.skeleton, dataset_idx=0)
+
+
 class Predictor:
     """Batched top-down pose prediction with one model for one skeleton.
 
-    `model` is a PoseModel or a checkpoint path; `dataset` / `skeleton` pick the head (the first by default);
-    `recipe` is the checkpoint's recipe dict, read for the dataset's codec and box padding (`default_codec`,
-    `default_box_padding`); `codec` and `box_padding` override them.
+    `model` is a PoseModel, a checkpoint path, an exported `.onnx` file or its `OnnxHeatmaps`. With a PoseModel,
+    `dataset` / `skeleton` pick the head (the first by default) or, with `source="prototypes"`, the prototype-bank
+    skeleton; `recipe` is the checkpoint's recipe dict, read for the dataset's codec and box padding
+    (`default_codec`, `default_box_padding`). An ONNX model predicts the one target its metadata describes (codec,
+    box padding, input size, mean/std); `dataset` / `skeleton` / `source` must agree with it. `codec` and
+    `box_padding` override either. Everything around the network (crops, normalisation, flip test, decoding,
+    back-projection, rescoring) is this class's, whichever `heatmap_fn` runs.
 
     `predict(images, boxes_per_image, box_scores)` returns, per image, a list of instances:
     {"keypoints": [K, 3] (x, y, score) in image pixels, "bbox": [x, y, w, h], "box_score", "score",
@@ -175,18 +228,35 @@ class Predictor:
 
     def __init__(self, model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
                  device: str | torch.device | None = None, batch_size: int = 32, flip: bool = True, codec=None,
-                 source: str = "head", recipe: dict | None = None, box_padding: float | None = None):
+                 source: str | None = None, recipe: dict | None = None, box_padding: float | None = None):
         if isinstance(model, (str, Path)):
-            model, checkpoint_recipe = load_checkpoint(model)
-            recipe = recipe or checkpoint_recipe
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(self.device).eval()
-        self.target = resolve_target(model, dataset, skeleton, source)
-        self.source = source
+            if is_onnx(model):
+                model = OnnxHeatmaps(model, None if device is None else str(device))
+            else:
+                model, checkpoint_recipe = load_checkpoint(model)
+                recipe = recipe or checkpoint_recipe
+        self.provider: str | None = None  # the ONNX Runtime execution provider, for an exported model
+        if isinstance(model, OnnxHeatmaps):
+            meta = model.meta
+            self.device = torch.device("cpu")  # crops go to onnxruntime as numpy; decoding runs on the CPU
+            self.model, self.provider = model, model.provider
+            self.target = _onnx_target(model, dataset, skeleton, source)
+            self.source = meta.source
+            own_codec, own_padding = meta.codec, meta.box_padding
+            self.input_size, self.mean, self.std = meta.input_size, meta.mean, meta.std
+            self.heatmap_fn = model
+        else:
+            self.device = torch.device(device) if device is not None else next(model.parameters()).device
+            self.model = model.to(self.device).eval()
+            self.source = source or "head"
+            self.target = resolve_target(model, dataset, skeleton, self.source)
+            own_codec = None if codec is not None else default_codec(model, self.target.name, recipe)
+            own_padding = default_box_padding(self.target.name, recipe)
+            self.input_size, self.mean, self.std = _input_size(model), IMAGENET_MEAN, IMAGENET_STD
+            self.heatmap_fn = TorchHeatmaps(self.model, self.target, self.source)
         self.skeleton = self.target.skeleton
-        self.codec = codec if codec is not None else default_codec(model, self.target.name, recipe)
-        self.input_size = _input_size(model)
-        self.box_padding = box_padding if box_padding is not None else default_box_padding(self.target.name, recipe)
+        self.codec = codec if codec is not None else own_codec
+        self.box_padding = box_padding if box_padding is not None else own_padding
         self.batch_size = max(1, int(batch_size))
         self.flip = flip
 
@@ -199,27 +269,18 @@ class Predictor:
         return warp_image(image, matrix, self.input_size), center, scale
 
     def to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 crops -> ImageNet-normalised [B, 3, h, w] float32 on the device."""
-        return torch.from_numpy(np.stack([normalise(crop) for crop in crops])).to(self.device)
+        """RGB uint8 crops -> normalised [B, 3, h, w] float32 on the device (ImageNet mean/std, as in training)."""
+        if np.array_equal(self.mean, IMAGENET_MEAN) and np.array_equal(self.std, IMAGENET_STD):
+            batch = np.stack([normalise(crop) for crop in crops])
+        else:  # an exported model whose metadata names other statistics
+            batch = np.stack([((crop.astype(np.float32) / 255.0 - self.mean) / self.std).transpose(2, 0, 1)
+                              for crop in crops])
+        return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
 
     # ------------------------------------------------------------------ network
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         """Heatmaps [B, K, h, w] of the target skeleton for a normalised batch."""
-        dataset_idx = torch.full((len(images),), self.target.dataset_idx, dtype=torch.long, device=images.device)
-        if self.source == "head":
-            out = self.model(images, dataset_idx, heads="own")
-            heatmaps = out["heatmaps"][self.target.dataset_idx]
-            return heatmaps if self.target.channels is None else heatmaps[:, self.target.channels]
-        out = self.model(images, dataset_idx, heads="own", with_embedding=True)
-        start = self.target.keypoint_offset
-        rows = slice(start, start + self.skeleton.num_keypoints)
-        bank = self.model.prototypes
-        if getattr(bank, "abs_similarity", False):
-            # A bank imported from the released code was trained and is scored there with |cos|: a prototype
-            # may point away from its embeddings, so score it the same way (models/official.py).
-            cos = torch.einsum("bfhw,jmf->bjmhw", F.normalize(out["embeddings"], dim=1), bank.prototypes[rows])
-            return cos.abs().amax(dim=2)
-        return bank.heatmaps(out["embeddings"], rows)
+        return self.heatmap_fn(images)
 
     @torch.no_grad()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
@@ -290,4 +351,4 @@ class Predictor:
         return results
 
 
-__all__ = ["Predictor", "load_checkpoint", "Target", "resolve_target", "default_codec"]
+__all__ = ["Predictor", "TorchHeatmaps", "load_checkpoint", "Target", "resolve_target", "default_codec"]
