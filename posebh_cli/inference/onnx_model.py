@@ -22,6 +22,7 @@ warning line when onnxruntime cannot run it, and no device takes CUDA when this 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,16 +72,28 @@ def open_session(path: str | Path, device: str | None = None, warn: Callable[[st
         raise input_error(path, f"{what} not found")
     providers, asked_gpu = _providers(device, ort.get_available_providers())
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # onnxruntime's own multi-line provider warnings: the fallback is our one line
+    options.log_severity_level = 3
+    # A CUDA provider that fails to load (no cuDNN, say) is logged by onnxruntime's default logger in several
+    # lines before it falls back to the CPU; the fallback is our one line, so that logger is quiet meanwhile
+    # (onnxruntime has no getter: it goes back to its default, warnings).
+    quiet = providers[0] != CPU_PROVIDER
+    if quiet:
+        ort.set_default_logger_severity(4)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its Python warning about a provider it lacks, likewise
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own error types for unreadable or invalid models
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise input_error(path, f"cannot load the {what} ({first})") from None
+    finally:
+        if quiet:
+            ort.set_default_logger_severity(2)
     if asked_gpu and session.get_providers()[0] == CPU_PROVIDER and warn is not None:
-        warn(f"onnxruntime cannot run {CUDA_PROVIDER} here (--device {device}; available: "
-             f"{', '.join(ort.get_available_providers())}); running {path.name} on {CPU_PROVIDER} "
-             f"(pip install onnxruntime-gpu for CUDA)")
+        why = (f"onnxruntime's {CUDA_PROVIDER} did not start (are the CUDA and cuDNN libraries it needs installed?)"
+               if CUDA_PROVIDER in ort.get_available_providers() else
+               f"this onnxruntime has no {CUDA_PROVIDER} (pip install onnxruntime-gpu)")
+        warn(f"--device {device}: {why}; running {path.name} on {CPU_PROVIDER}")
     return session
 
 

@@ -84,7 +84,8 @@ def test_onnx_predict_matches_torch(zoo_base_onnx, dataset):
                 total += len(stable)
                 assert np.abs(a["keypoints"][:, 2] - b["keypoints"][:, 2]).max() < 1e-4
         print(f"{dataset} flip={flip}: max keypoint difference {worst['stable']:.2e} px over the {total - unstable} "
-              f"well-conditioned of {total} keypoints ({worst['all']:.2e} px over all); heatmaps {worst['heatmaps']:.1e}")
+              f"well-conditioned of {total} keypoints ({worst['all']:.2e} px over all); "
+              f"heatmaps {worst['heatmaps']:.1e}")
         assert worst["heatmaps"] < 1e-5 and worst["stable"] < 0.01
         assert unstable <= 0.05 * total  # the ill-conditioned decodes are rare; MSRA has none
 
@@ -180,6 +181,17 @@ def test_gpu_asked_for_without_a_gpu_provider_warns_once(tiny_onnx, tmp_path):
     assert OnnxHeatmaps(tiny_onnx["onnx"], "cpu", warn=lines.append).provider == "CPUExecutionProvider"
     assert OnnxHeatmaps(tiny_onnx["onnx"], None, warn=lines.append).provider == "CPUExecutionProvider"
     assert len(lines) == 1  # cpu, or no device at all, never warns
+
+
+def test_a_cuda_provider_that_does_not_start_is_one_line(tiny_onnx, monkeypatch):
+    # onnxruntime-gpu lists CUDA even where its libraries are missing; the session then runs on the CPU.
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a real CUDA provider, which may start")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    lines = []
+    assert OnnxHeatmaps(tiny_onnx["onnx"], "cuda", warn=lines.append).provider == "CPUExecutionProvider"
+    assert lines == ["--device cuda: onnxruntime's CUDAExecutionProvider did not start (are the CUDA and cuDNN "
+                     "libraries it needs installed?); running coco.onnx on CPUExecutionProvider"]
 
 
 def test_provider_rule():
