@@ -1,6 +1,6 @@
 """Video tracking and One-Euro smoothing of `posebh predict`, scored on long zoo clips against the hidden truth.
 
-    python scripts/bench_tracking.py --threads 1                       # APT-36K and 3DPW, 8 clips of 60 frames each
+    python scripts/bench_tracking.py --threads 1                       # APT-36K and 3DPW, 12 clips of 60 frames each
     python scripts/bench_tracking.py --threads 1 --no-model --grid     # the control only, plus a smoothing grid
 
 The zoo's video datasets are synthesized with long clips (`synth_zoo(clip_length=N)`); in a clip the k-th hidden
@@ -58,7 +58,7 @@ IOU_ONLY = TrackSettings(min_keypoints=10 ** 6)   # never enough shared keypoint
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="apt36k,3dpw")
-    p.add_argument("--clips", type=int, default=8, help="clips per dataset")
+    p.add_argument("--clips", type=int, default=12, help="clips per dataset")
     p.add_argument("--frames", type=int, default=60, help="frames per clip")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the clips")
     p.add_argument("--seed", type=int, default=0)
