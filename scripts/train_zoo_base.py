@@ -9,6 +9,11 @@ Every step is the command a user would type (`posebh synth`, `posebh prepare-dat
 `--work`; a step whose output exists is skipped and an interrupted training continues with `--resume`, so the
 script can be run again after any interruption. `--ship` scores the final model on a zoo synthesized with a
 seed never used for training (val split, GT boxes, flip test) and writes fp16 weights, model.json and a card.
+
+The full run takes longer than one machine lives here; `--continue-shipped` starts a new run folder from the
+shipped copy's weights at its step (fresh optimizer moments) instead of step 0, and the card lists the segments:
+
+    python scripts/train_zoo_base.py --work runs/zoo-base-work --continue-shipped   # then --ship as above
 """
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ def make_zoo(work: Path, name: str, seed: int, scale: float) -> Path:
     return prepared
 
 
-def train(work: Path, threads: int | None) -> Path:
+def train(work: Path, threads: int | None, continue_shipped: bool = False) -> Path:
     """`posebh train-mdt --recipe zoo-base` with the recipe's dataset paths (relative: zoo-base/prepared/<d>).
 
     The run is finished when model.json exists and no training state is left; otherwise it (re)starts or resumes.
@@ -60,19 +65,90 @@ def train(work: Path, threads: int | None) -> Path:
         return run
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    if not has_state and continue_shipped:
+        has_state = seed_from_shipped(run, work)
     posebh("train-mdt", "--recipe", RECIPE, "--out", str(run), *(["--resume"] if has_state else []), cwd=work)
     return run
 
 
+def seed_from_shipped(run: Path, work: Path) -> bool:
+    """Start `run` as a resumable state at the shipped model's step: its weights, fresh AdamW moments.
+
+    A session's machine does not outlive it, so a run that takes longer than a session continues in the next one
+    from what the package ships (fp16 weights cast back to fp32; the optimizer's moments start again). The trainer
+    then resumes as after any interruption: same recipe, same sampler order, the lr schedule at that step. The
+    card lists these segments. False (nothing written) when the shipped model is not from this recipe and zoo.
+    """
+    import torch
+
+    from posebh_cli.data.prepared import open_prepared
+    from posebh_cli.engine.optim import build_optimizer
+    from posebh_cli.engine.state import COMPLETE, Progress, progress_dict, rng_state
+    from posebh_cli.engine.trainer import build_train_loader
+    from posebh_cli.models.checkpoint import load_model
+    from posebh_cli.recipe import find_recipe
+    from posebh_cli.methods import load_recipe
+
+    card_file = SHIP_DIR / "card.json"
+    if not card_file.is_file():
+        return False
+    card = json.loads(card_file.read_text())
+    if card.get("recipe") != RECIPE or card.get("train_zoo") != {"seed": TRAIN_SEED, "scale": TRAIN_SCALE}:
+        return False
+    steps = int(card["steps"])
+    old_cwd = Path.cwd()
+    os.chdir(work)  # the recipe's dataset paths are relative to the work folder
+    try:
+        recipe = load_recipe(str(find_recipe(RECIPE)))
+        prepared = [open_prepared(d.path) for d in recipe.datasets]
+        single = type("OneProcess", (), {"num_processes": 1, "process_index": 0, "device": torch.device("cpu")})()
+        loader = build_train_loader(recipe, prepared, single)[0]
+    finally:
+        os.chdir(old_cwd)
+    epoch, batch_in_epoch = divmod(steps * recipe.train.grad_accum, len(loader))
+    model = load_model(SHIP_DIR)
+    model.float()
+    progress = Progress(step=steps, micro_step=steps * recipe.train.grad_accum, epoch=epoch,
+                        batch_in_epoch=batch_in_epoch, stage_started=recipe.stage_at(epoch).name)
+    trainer_state = {"progress": progress_dict(progress), "optimizer": build_optimizer(model, recipe.train).state_dict(),
+                     "scaler": None, "method": {}}
+    state = run / "state"
+    state.mkdir(parents=True)
+    from safetensors.torch import save_file
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(state / "model.safetensors"))
+    torch.save(trainer_state, state / "trainer.pt")
+    torch.save(rng_state(), state / "rng_rank0.pt")
+    (state / COMPLETE).write_text("ok\n")
+    segments = card.get("segments") or [{"steps": [0, steps], "train_hours": card.get("train_hours"),
+                                         "commit": card.get("commit"), "start": "random init"}]
+    write_segments(run, segments)
+    print(f"seeded {run} from the shipped zoo-base at step {steps} (epoch {epoch}, batch {batch_in_epoch})",
+          flush=True)
+    return True
+
+
+def write_segments(run: Path, segments: list[dict]) -> None:
+    (run / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
+
+
 def training_figures(run: Path, batch_size: int = 32) -> dict:
-    """Steps, samples seen and training hours from the run's metrics.jsonl (one line per logged window)."""
+    """Steps, samples seen, training hours and segments, from the run's metrics.jsonl (one line per logged window)
+    and, for a run seeded from the shipped model, the earlier segments (segments.json)."""
+    earlier = json.loads((run / "segments.json").read_text()) if (run / "segments.json").is_file() else []
+    start = earlier[-1]["steps"][1] if earlier else 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    logged = [r for r in records if r.get("samples_per_s")]
-    seconds, previous = 0.0, 0
+    logged = [r for r in records if r.get("samples_per_s") and r["step"] > start]
+    seconds, previous = 0.0, start
     for r in logged:  # each line covers the steps since the previous one at its logged rate
         seconds += (r["step"] - previous) * batch_size / r["samples_per_s"]
         previous = r["step"]
-    return {"steps": previous, "samples_seen": previous * batch_size, "train_hours": round(seconds / 3600, 2)}
+    this = {"steps": [start, previous], "train_hours": round(seconds / 3600, 2), "commit": _commit(),
+            "start": "random init" if not earlier else
+            f"the shipped weights of step {start} (fp16 cast to fp32), fresh AdamW moments"}
+    segments = [*earlier, this]
+    hours = sum(seg.get("train_hours") or 0.0 for seg in segments)
+    return {"steps": previous, "samples_seen": previous * batch_size, "train_hours": round(hours, 2),
+            "segments": segments}
 
 
 def score(run: Path, prepared: Path) -> dict[str, dict]:
@@ -154,6 +230,7 @@ def card_markdown(card: dict) -> str:
         f"- steps {card['steps']}, samples seen {card['samples_seen']}, training time {card['train_hours']} h "
         f"({card['machine']}), commit {card['commit']}",
         f"- reproduce: `python scripts/train_zoo_base.py --work runs/zoo-base-work --ship`",
+        *segment_lines(card.get("segments") or []),
         "- weights: fp16 (cast to fp32 on load)",
         "",
         f"Held-out scores: a zoo synthesized with seed {card['eval_zoo']['seed']} (never used for training), "
@@ -164,6 +241,15 @@ def card_markdown(card: dict) -> str:
         *rows,
         "",
     ])
+
+
+def segment_lines(segments: list[dict]) -> list[str]:
+    """One line per training segment: a run longer than one machine's life is continued from the shipped copy."""
+    if len(segments) < 2:
+        return []
+    return ["- trained in segments (each machine's run continued from the previously shipped copy):",
+            *[f"  - steps {seg['steps'][0]}-{seg['steps'][1]}, {seg.get('train_hours')} h, commit {seg.get('commit')}, "
+              f"from {seg.get('start')}" for seg in segments]]
 
 
 def _commit() -> str:
@@ -180,12 +266,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP threads for training (1 on a shared CPU)")
     parser.add_argument("--ship", action="store_true", help="score on the held-out zoo and write the package copy")
     parser.add_argument("--run", type=Path, default=None, help="ship this run folder instead of training")
+    parser.add_argument("--continue-shipped", action="store_true",
+                        help="a new run starts from the shipped zoo-base's weights and step (a run longer than "
+                             "one machine's life continues on the next)")
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.run is None:
         make_zoo(work, "zoo-base", TRAIN_SEED, TRAIN_SCALE)
-        run = train(work, args.threads)
+        run = train(work, args.threads, args.continue_shipped)
     else:
         run = args.run.resolve()
     if args.ship:
