@@ -431,7 +431,10 @@ def evaluate(
 @app.command("predict")
 @_user_errors
 def predict(
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images or a video."),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="Images, folders of images and videos, mixed. "
+                                        "Outputs are named after each file's path below the INPUT that named it; with "
+                                        "several INPUTs a folder's outputs go under OUT/<folder name>/. Names that "
+                                        "clash keep their extension (a.jpg.json, a.png.json), then get -2, -3."),
     checkpoint: CheckpointOption = None,
     skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Use the head (else the fitted prototype "
                                            "skeleton) with this skeleton."),
@@ -451,18 +454,49 @@ def predict(
     detector: Optional[Path] = typer.Option(None, "--detector", help="YOLO-style ONNX detector for the boxes."),
     det_class: list[int] = typer.Option([0], "--det-class", help="Detector class id to keep (repeatable; 0 = "
                                         "person in COCO-trained detectors)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also predict the images in folders' subfolders "
+                                   "(outputs keep the subfolders: OUT/sub/a.json)."),
+    draw_heatmap: Optional[bool] = typer.Option(None, "--draw-heatmap/--no-draw-heatmap", help="Blend the heatmaps "
+                                                "into the overlays (default: only with prototype heatmaps)."),
+    radius: Optional[int] = typer.Option(None, "--radius", help="Keypoint circle radius in pixels (default: sized "
+                                         "to the image)."),
+    thickness: Optional[int] = typer.Option(None, "--thickness", help="Limb line thickness in pixels (default: "
+                                            "sized to the image)."),
+    track: bool = typer.Option(True, "--track/--no-track", help="Videos: give each person a track_id kept across "
+                               "frames (greedy OKS matching, box IoU when too few keypoints are confident)."),
+    track_gap: int = typer.Option(5, "--track-gap", help="Videos: frames a person may go unseen and keep their "
+                                  "track_id."),
+    track_thr: float = typer.Option(0.3, "--track-thr", help="Videos: the lowest OKS (0-1] between a track's last "
+                                    "pose and a new one that continues the track."),
+    smooth: bool = typer.Option(False, "--smooth", help="Videos: One-Euro-filter each track's keypoints over time "
+                                "(needs tracking)."),
+    smooth_min_cutoff: float = typer.Option(1.0, "--smooth-min-cutoff", help="One-Euro cutoff at rest, in Hz; "
+                                            "lower: less jitter, more lag."),
+    smooth_beta: float = typer.Option(2.0, "--smooth-beta", help="One-Euro speed coefficient (per box length per "
+                                      "second); higher: less lag in fast moves."),
+    smooth_d_cutoff: float = typer.Option(1.0, "--smooth-d-cutoff", help="One-Euro cutoff of the speed estimate, "
+                                          "in Hz."),
 ) -> None:
-    """Predict keypoints on images, folders or videos: one JSON per input, results.json and overlays."""
+    """Predict keypoints on images, folders and videos: one JSON per input, results.json and overlays.
+    `--checkpoint model.onnx` runs a file of `posebh export` with ONNX Runtime."""
     from posebh_cli.commands.predict import predict_command
+    from posebh_cli.inference.smooth import OneEuroSettings
+    from posebh_cli.inference.track import TrackSettings
 
-    summary = predict_command(input_path, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
+    tracking = TrackSettings(oks_thr=track_thr, max_gap=track_gap) if track else None
+    smoothing = OneEuroSettings(smooth_min_cutoff, smooth_beta, smooth_d_cutoff) if smooth else None
+
+    summary = predict_command(inputs, checkpoint, out, skeleton=skeleton, dataset=dataset, boxes=boxes,
                           whole_image=whole_image, batch_size=batch_size, flip=flip, prototypes=prototypes,
                           kpt_thr=kpt_thr, bbox_thr=bbox_thr, device=device, detector=detector,
-                          detector_classes=tuple(det_class),
+                          detector_classes=tuple(det_class), recursive=recursive, draw_heatmap=draw_heatmap,
+                          radius=radius, thickness=thickness, tracking=tracking, smoothing=smoothing,
                           warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True,
                                                               markup=False))
     console.print(f"{summary.head}: {summary.inputs} input(s), {summary.instances} instance(s), "
                   f"{summary.skipped} skipped")
+    if summary.provider:  # an exported .onnx model: the execution provider that actually ran it
+        console.print(f"onnxruntime: {summary.provider}", markup=False)
     console.print(f"results: {summary.results_file}", soft_wrap=True)
     console.print(f"JSON: {', '.join(str(p) for p in summary.json_files) or '-'}", soft_wrap=True)
     console.print(f"overlays: {', '.join(str(p) for p in summary.overlays) or '-'}", soft_wrap=True)
@@ -490,18 +524,24 @@ def convert_checkpoint(
 @_user_errors
 def export(
     checkpoint: CheckpointOption = None,
-    dataset: str = typer.Option(..., "--dataset", help="Export this dataset's head (and expert, merged)."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Export this dataset's head (and expert, merged; "
+                                          "default: the first head)."),
+    prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Export the prototype heatmaps of this "
+                                             "skeleton of the prototype bank (e.g. one fitted by fit-prototypes)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (with the metadata `posebh predict` reads: skeleton, "
+                            "codec, input size, box padding) or torchscript."),
     out: Path = typer.Option(..., "--out", help="Output file."),
     device: DeviceOption = None,
 ) -> None:
-    """Export one dataset's heatmap model to ONNX or TorchScript and check parity against PyTorch."""
+    """Export one dataset's heatmap model (or a prototype skeleton's heatmaps) to ONNX or TorchScript and check
+    parity against PyTorch; `posebh predict --checkpoint model.onnx` runs an ONNX file."""
     from posebh_cli.commands.export import export_command
 
-    with console.status(f"exporting {dataset} to {fmt}"):
-        result = export_command(checkpoint, dataset, fmt, out, device=device)
-    console.print(f"wrote {result.path} ({result.num_keypoints} keypoints); "
-                  f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}")
+    with console.status(f"exporting {prototypes or dataset or 'the first head'} to {fmt}"):
+        result = export_command(checkpoint, dataset, fmt, out, device=device, prototypes=prototypes)
+    kind = "prototype heatmaps of" if result.source == "prototypes" else "head"
+    console.print(f"wrote {result.path} ({kind} {result.name}, {result.num_keypoints} keypoints); "
+                  f"max abs difference vs PyTorch: {result.max_abs_diff:.3g}", markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- models

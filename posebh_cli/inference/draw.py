@@ -5,6 +5,7 @@ new image and leaves its input untouched.
 """
 from __future__ import annotations
 
+import colorsys
 from typing import Iterable
 
 import cv2
@@ -22,13 +23,17 @@ def line_sizes(image: np.ndarray) -> tuple[int, int]:
 
 
 def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, kpt_thr: float = 0.3,
-              bbox: Iterable[float] | None = None) -> np.ndarray:
+              bbox: Iterable[float] | None = None, radius: int | None = None,
+              thickness: int | None = None) -> np.ndarray:
     """One instance: links then keypoints (x, y, score [K, 3]); points under `kpt_thr` are not drawn.
 
-    `bbox` (x, y, w, h) draws the instance's box as a thin white frame.
+    `bbox` (x, y, w, h) draws the instance's box as a thin white frame. `radius` (keypoint circles) and
+    `thickness` (links; the frame takes half) are in pixels; None sizes them to the image (`line_sizes`).
     """
     canvas = np.ascontiguousarray(image).copy()
-    thickness, radius = line_sizes(canvas)
+    auto_thickness, auto_radius = line_sizes(canvas)
+    thickness = auto_thickness if thickness is None else thickness
+    radius = auto_radius if radius is None else radius
     keypoints = np.asarray(keypoints, dtype=np.float64)
     visible = keypoints[:, 2] >= kpt_thr
     points = [(int(round(x)), int(round(y))) for x, y in keypoints[:, :2]]
@@ -46,11 +51,43 @@ def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton, kpt_
 
 
 def draw_instances(image: np.ndarray, instances: list[dict], skeleton: Skeleton, kpt_thr: float = 0.3,
-                   draw_bbox: bool = True) -> np.ndarray:
-    """Every instance (dicts with `keypoints` [K, 3] and `bbox` xywh, as the predictor returns them)."""
+                   draw_bbox: bool = True, radius: int | None = None, thickness: int | None = None) -> np.ndarray:
+    """Every instance (dicts with `keypoints` [K, 3] and `bbox` xywh, as the predictor returns them).
+
+    A tracked instance (with `track_id`, videos) gets its box in the track's colour and an id label on it.
+    """
     canvas = np.ascontiguousarray(image).copy()
     for inst in instances:
-        canvas = draw_pose(canvas, inst["keypoints"], skeleton, kpt_thr, inst.get("bbox") if draw_bbox else None)
+        bbox = inst.get("bbox") if draw_bbox else None
+        if "track_id" in inst and inst.get("bbox") is not None:
+            canvas = draw_track(canvas, inst["bbox"], int(inst["track_id"]), frame=bbox is not None,
+                                thickness=thickness)
+            bbox = None  # drawn in the track's colour
+        canvas = draw_pose(canvas, inst["keypoints"], skeleton, kpt_thr, bbox, radius=radius, thickness=thickness)
+    return canvas
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """An RGB colour per track id: hues a golden angle apart, so neighbouring ids never look alike."""
+    r, g, b = colorsys.hsv_to_rgb((track_id * 0.618034) % 1.0, 0.85, 1.0)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def draw_track(image: np.ndarray, bbox: Iterable[float], track_id: int, frame: bool = True,
+               thickness: int | None = None) -> np.ndarray:
+    """A track's box (`frame`) in its colour and its id on a label at the box's top-left corner."""
+    canvas = np.ascontiguousarray(image).copy()
+    color = track_color(track_id)
+    x, y, w, h = (float(v) for v in bbox)
+    line = max(1, (thickness or line_sizes(canvas)[0]) // 2)
+    if frame:
+        cv2.rectangle(canvas, (round(x), round(y)), (round(x + w), round(y + h)), color, line, cv2.LINE_AA)
+    text = str(track_id)
+    scale = max(0.3, max(canvas.shape[:2]) / 900)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    left, top = max(0, round(x)), max(0, round(y))
+    cv2.rectangle(canvas, (left, top), (left + tw + 4, top + th + base + 4), color, -1)
+    cv2.putText(canvas, text, (left + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
 
 
@@ -94,4 +131,5 @@ def heatmap_to_image(heatmap: np.ndarray, matrix: np.ndarray, input_size: tuple[
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
 
 
-__all__ = ["heatmap_to_image", "draw_pose", "draw_instances", "blend_heatmap", "colorize", "max_heatmap", "line_sizes"]
+__all__ = ["heatmap_to_image", "draw_pose", "draw_instances", "blend_heatmap", "colorize", "max_heatmap", "line_sizes",
+           "track_color", "draw_track"]
