@@ -278,7 +278,8 @@ def _move_into(tmp_dir: Path, out_dir: Path) -> None:
 
 
 def _box_source(boxes: str | Path | None, whole_image: bool, detector: str | Path | None,
-                detector_classes: tuple[int, ...], bbox_thr: float, device: str | None) -> BoxSource:
+                detector_classes: tuple[int, ...], bbox_thr: float, device: str | None,
+                warn: Callable[[str], None] | None = None) -> BoxSource:
     """Where each image's boxes come from: a detection file, an ONNX detector, or the whole image."""
     if sum(x for x in (boxes is not None, whole_image, detector is not None)) > 1:
         raise PosebhError("give only one of --boxes, --detector and --whole-image")
@@ -288,7 +289,8 @@ def _box_source(boxes: str | Path | None, whole_image: bool, detector: str | Pat
     if detector is not None:
         from posebh_cli.inference.detector import OnnxDetector
 
-        run_detector = OnnxDetector(detector, class_ids=detector_classes, score_thr=bbox_thr or 0.3, device=device)
+        run_detector = OnnxDetector(detector, class_ids=detector_classes, score_thr=bbox_thr or 0.3, device=device,
+                                    warn=warn)
         return lambda image, file_name, image_id: run_detector(image)
     return _whole_image
 
@@ -331,7 +333,7 @@ def run_predict(inputs: str | Path | Sequence[str | Path], checkpoint: str | Pat
     stems = io.output_stems([f.name for f in files], reserved=[Path(RESULTS_NAME).stem])
     images = [i for i, f in enumerate(files) if not f.video]
     videos = [i for i, f in enumerate(files) if f.video]
-    find_boxes = _box_source(boxes, whole_image, detector, detector_classes, bbox_thr, device)
+    find_boxes = _box_source(boxes, whole_image, detector, detector_classes, bbox_thr, device, warn)
 
     predictor = load_predictor(checkpoint, skeleton, dataset, prototypes, device, batch_size, flip, warn)
     source = predictor.source
