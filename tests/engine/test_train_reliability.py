@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_setup import make_prepared, tiny_recipe  # noqa: E402
+from tiny_setup import tiny_recipe  # noqa: E402
 
 from posebh_cli.cli import app  # noqa: E402
 
