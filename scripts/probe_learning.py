@@ -5,6 +5,7 @@ with one variant switched (loss, heatmap stride, input size and patch size), sco
     python scripts/probe_learning.py --data prep/coco --steps 200 --loss mse            # the landed setting
     python scripts/probe_learning.py --data prep/coco --steps 200 --loss ce --tau 0.1   # spatial-softmax CE
     python scripts/probe_learning.py --data prep/coco --steps 400 --img 96x128 --patch 8 --stride 4 --loss ce
+    python scripts/probe_learning.py --data prep/coco --steps 300 --overfit 16   # can it memorise 16 fixed crops?
 
 Prints one JSON line: training seconds, val median keypoint error as a fraction of the crop's longer side,
 PCK@0.05 of it, and COCO AP/AP50/AR (GT boxes, flip test). The loop is deliberately plain (AdamW, 30-step warmup,
@@ -96,6 +97,8 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overfit", type=int, default=0, metavar="N",
+                   help="train on the first N training crops, unaugmented, and score them too (optimisation check)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -104,10 +107,14 @@ def main() -> None:
     model = build_model(args, ds.skeleton, width, height)
     codec = make_codec("udp", input_size=(width, height), heatmap_size=(width // args.stride, height // args.stride),
                        sigma=args.sigma)
-    train = TopDownDataset(ds.instances("train"), ds.skeleton, codec, train=True, dataset_idx=0,
-                           input_size=(width, height), aug=AugmentConfig(), seed=args.seed)
-    loader = DataLoader(train, batch_size=args.batch, shuffle=True, num_workers=1, collate_fn=collate,
-                        drop_last=True, persistent_workers=True)
+    if args.overfit:  # a healthy loop memorises a few fixed crops fast; if not, the fault is not the data
+        train = TopDownDataset(ds.instances("train")[:args.overfit], ds.skeleton, codec, train=False, dataset_idx=0,
+                               input_size=(width, height))
+    else:
+        train = TopDownDataset(ds.instances("train"), ds.skeleton, codec, train=True, dataset_idx=0,
+                               input_size=(width, height), aug=AugmentConfig(), seed=args.seed)
+    loader = DataLoader(train, batch_size=min(args.batch, len(train)), shuffle=True, num_workers=1,
+                        collate_fn=collate, drop_last=True, persistent_workers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
     start, step, mses = time.time(), 0, []
     while step < args.steps:
@@ -132,9 +139,13 @@ def main() -> None:
     val = TopDownDataset(ds.instances("val"), ds.skeleton, codec, train=False, dataset_idx=0,
                          input_size=(width, height))
     median, pck05 = median_error(model, val, codec, max(width, height))
+    fitted = {}
+    if args.overfit:
+        train_median, train_pck05 = median_error(model, train, codec, max(width, height))
+        fitted = {"train_median_error": round(train_median, 4), "train_pck05": round(train_pck05, 3)}
     metrics = evaluate_model(model, ds, "val", ds.skeleton.name, flip=True)
     print(json.dumps({"args": vars(args), "train_s": round(train_s), "median_error": round(median, 4),
-                      "pck05": round(pck05, 3), **{k: metrics.get(k) for k in ("AP", "AP50", "AR")}}))
+                      "pck05": round(pck05, 3), **fitted, **{k: metrics.get(k) for k in ("AP", "AP50", "AR")}}))
 
 
 if __name__ == "__main__":
