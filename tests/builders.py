@@ -1,14 +1,17 @@
-"""THE builder of small prepared datasets for the tests: noise images with a few figures each.
+"""THE builders of the tests' small inputs: prepared datasets of noise images with a few figures, random models.
 
-Every test module can import it (`from builders import make_prepared`): pytest puts tests/ on sys.path for the
+Every test module can import them (`from builders import make_prepared, make_model`): pytest puts tests/ on sys.path for the
 top-level conftest.py.
 """
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from posebh_cli.data.prepared import write_prepared
+from posebh_cli.models.checkpoint import save_checkpoint
+from posebh_cli.models.pose_model import PoseModel
 from posebh_cli.skeletons import load_skeleton
 
 
@@ -40,3 +43,13 @@ def make_prepared(out: Path, name: str, skeleton: str, splits=("train", "val"), 
     counts = {"images": len(images), "annotations": len(annotations)}
     return write_prepared(out, name, skeleton, "coco", str(images_dir.resolve()),
                           {s: coco for s in splits}, {s: counts for s in splits})
+
+
+def make_model(out: Path, datasets=("coco", "ap10k"), embedding: bool = True, img_size=(64, 48)) -> Path:
+    """A random vit_pico model saved as our run folder (model.safetensors + model.json)."""
+    torch.manual_seed(0)
+    model = PoseModel("vit_pico", list(datasets), [load_skeleton(d) for d in datasets], with_embedding=embedding,
+                      img_size=img_size)
+    recipe = {"model": {"img_size": list(img_size)},
+              "datasets": [{"name": d, "codec": "udp" if d == "coco" else "msra"} for d in datasets]}
+    return save_checkpoint(model, out, recipe=recipe)

@@ -5,14 +5,11 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import torch
 from typer.testing import CliRunner
 
+from builders import make_model  # tests/builders.py
 from posebh_cli.cli import app
 from posebh_cli.inference import io
-from posebh_cli.models.checkpoint import save_checkpoint
-from posebh_cli.models.pose_model import PoseModel
-from posebh_cli.skeletons import load_skeleton
 
 runner = CliRunner()
 FRAMES, STEP = 8, 3
@@ -20,10 +17,7 @@ FRAMES, STEP = 8, 3
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = PoseModel("vit_pico", ["coco"], [load_skeleton("coco")], img_size=(64, 48))
-    recipe = {"model": {"img_size": [64, 48]}, "datasets": [{"name": "coco", "codec": "udp"}]}
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "run", recipe=recipe)
+    return make_model(tmp_path_factory.mktemp("ckpt") / "run", datasets=("coco",), embedding=False)
 
 
 @pytest.fixture(scope="module")
