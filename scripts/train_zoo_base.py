@@ -54,7 +54,7 @@ def make_zoo(work: Path, name: str, seed: int, scale: float) -> Path:
     return prepared
 
 
-def train(work: Path, threads: int | None, continue_shipped: bool = False) -> Path:
+def train(work: Path, threads: int | None, continue_shipped: bool = False, precision: str | None = None) -> Path:
     """`posebh train-mdt --recipe zoo-base` with the recipe's dataset paths (relative: zoo-base/prepared/<d>).
 
     The run is finished when model.json exists and no training state is left; otherwise it (re)starts or resumes.
@@ -67,8 +67,33 @@ def train(work: Path, threads: int | None, continue_shipped: bool = False) -> Pa
         os.environ["OMP_NUM_THREADS"] = str(threads)
     if not has_state and continue_shipped:
         has_state = seed_from_shipped(run, work)
-    posebh("train-mdt", "--recipe", RECIPE, "--out", str(run), *(["--resume"] if has_state else []), cwd=work)
+    if precision is not None and has_state:
+        close_segment(run, precision)
+    overrides = ["--set", f"train.mixed_precision={precision}"] if precision is not None else []
+    posebh("train-mdt", "--recipe", RECIPE, "--out", str(run), *(["--resume"] if has_state else []), *overrides,
+           cwd=work)
     return run
+
+
+def close_segment(run: Path, precision: str) -> None:
+    """Before a resume that changes the precision: end the current segment at the last saved step.
+
+    The steps trained so far keep the precision they ran with (from the run's recipe.yaml) in segments.json, and
+    the steps after start a new segment that continues the same state (weights and AdamW moments).
+    """
+    from posebh_cli.engine.state import find_state
+    state = find_state(run / "state")
+    if state is None or not (run / "metrics.jsonl").is_file():
+        return
+    import torch
+    step = int(torch.load(state / "trainer.pt", weights_only=False)["progress"]["step"])
+    segments = training_figures(run, until=step)["segments"]
+    if segments[-1]["steps"][1] <= segments[-1]["steps"][0]:
+        return  # nothing trained since the last segment closed
+    if _run_precision(run) == precision:
+        return
+    segments[-1]["same_run"] = True  # the next segment continues this state
+    write_segments(run, segments)
 
 
 def seed_from_shipped(run: Path, work: Path) -> bool:
@@ -131,24 +156,36 @@ def write_segments(run: Path, segments: list[dict]) -> None:
     (run / "segments.json").write_text(json.dumps(segments, indent=1) + "\n")
 
 
-def training_figures(run: Path, batch_size: int = 32) -> dict:
+def training_figures(run: Path, batch_size: int = 32, until: int | None = None) -> dict:
     """Steps, samples seen, training hours and segments, from the run's metrics.jsonl (one line per logged window)
-    and, for a run seeded from the shipped model, the earlier segments (segments.json)."""
+    and the earlier segments in segments.json (those of the shipped copy a run was seeded from, and those this run
+    closed when a resume changed its precision). `until`: count only the steps up to this one."""
     earlier = json.loads((run / "segments.json").read_text()) if (run / "segments.json").is_file() else []
     start = earlier[-1]["steps"][1] if earlier else 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    logged = [r for r in records if r.get("samples_per_s") and r["step"] > start]
+    logged = [r for r in records if r.get("samples_per_s") and start < r["step"] <= (until or r["step"])]
     seconds, previous = 0.0, start
     for r in logged:  # each line covers the steps since the previous one at its logged rate
         seconds += (r["step"] - previous) * batch_size / r["samples_per_s"]
         previous = r["step"]
+    if not earlier:
+        begun = "random init"
+    elif earlier[-1].get("same_run"):
+        begun = f"the same run's state at step {start} (weights and AdamW moments)"
+    else:
+        begun = f"the shipped weights of step {start} (fp16 cast to fp32), fresh AdamW moments"
     this = {"steps": [start, previous], "train_hours": round(seconds / 3600, 2), "commit": _commit(),
-            "start": "random init" if not earlier else
-            f"the shipped weights of step {start} (fp16 cast to fp32), fresh AdamW moments"}
+            "precision": _run_precision(run), "start": begun}
     segments = [*earlier, this]
     hours = sum(seg.get("train_hours") or 0.0 for seg in segments)
     return {"steps": previous, "samples_seen": previous * batch_size, "train_hours": round(hours, 2),
             "segments": segments}
+
+
+def _run_precision(run: Path) -> str:
+    """train.mixed_precision of the run's recipe.yaml (the trainer rewrites it on every start, --set included)."""
+    from posebh_cli.files import read_yaml
+    return str(read_yaml(run / "recipe.yaml", "recipe file").get("train", {}).get("mixed_precision", "no"))
 
 
 def score(run: Path, prepared: Path) -> dict[str, dict]:
@@ -244,12 +281,14 @@ def card_markdown(card: dict) -> str:
 
 
 def segment_lines(segments: list[dict]) -> list[str]:
-    """One line per training segment: a run longer than one machine's life is continued from the shipped copy."""
+    """One line per training segment: a run longer than one machine's life continues from the shipped copy, and
+    a resume may change the precision (fp32 is "no")."""
     if len(segments) < 2:
         return []
-    return ["- trained in segments (each machine's run continued from the previously shipped copy):",
-            *[f"  - steps {seg['steps'][0]}-{seg['steps'][1]}, {seg.get('train_hours')} h, commit {seg.get('commit')}, "
-              f"from {seg.get('start')}" for seg in segments]]
+    return ["- trained in segments:",
+            *[f"  - steps {seg['steps'][0]}-{seg['steps'][1]}, {seg.get('train_hours')} h, "
+              f"{'fp32' if seg.get('precision', 'no') == 'no' else seg['precision'] + ' autocast'}, "
+              f"commit {seg.get('commit')}, from {seg.get('start')}" for seg in segments]]
 
 
 def _commit() -> str:
@@ -269,12 +308,15 @@ def main() -> None:
     parser.add_argument("--continue-shipped", action="store_true",
                         help="a new run starts from the shipped zoo-base's weights and step (a run longer than "
                              "one machine's life continues on the next)")
+    parser.add_argument("--precision", choices=["no", "bf16"], default=None,
+                        help="train.mixed_precision for this training segment (bf16 autocast: about 1.5x the "
+                             "samples per CPU-second on a CPU with AVX-512 BF16); recorded per segment in the card")
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.run is None:
         make_zoo(work, "zoo-base", TRAIN_SEED, TRAIN_SCALE)
-        run = train(work, args.threads, args.continue_shipped)
+        run = train(work, args.threads, args.continue_shipped, args.precision)
     else:
         run = args.run.resolve()
     if args.ship:
