@@ -2,11 +2,13 @@
 
     python scripts/bench_mdt.py --out runs/bench               # default size, 3 seeds, CPU (see docs/benchmarks.md)
     python scripts/bench_mdt.py --out runs/bench-gpu --device cuda --size 4 --base-epochs 40 --epochs 20 --arch vit_small
+    python scripts/bench_mdt.py --out runs/bench-zb --base zoo-base --eval-zoo-seed 3000   # arms from the shipped base
 
 1. Writes a zoo of the six MDT datasets (COCO, AIC, MPII, AP-10K, APT-36K, COCO-WholeBody) whose sizes keep the
    real imbalance (large COCO- and AIC-like sets, small animal and whole-body sets) and prepares each.
 2. Trains the multi-head baseline once (recipes/zoo-bench-base.yaml; the shared starting point, as the paper starts
-   every variant from the same ViTPose++ checkpoint), then, per seed, continues it for the same number of
+   every variant from the same ViTPose++ checkpoint), or with --base takes a trained one (zoo-base, the zoo's
+   ViTPose++ shipped in the package), then, per seed, continues it for the same number of
    epochs with every arm: `multihead` (more of the same), `posebh-nocss` (prototypes + cluster loss, the
    paper's "+L_Proto" row), `posebh` (+ cross-type self-supervision), with --with-acae the ACAE consistency
    method (its ACAE fitted on the base run's heads first) and with --with-distill the unified-skeleton
@@ -56,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="val images per dataset, from an independent evaluation zoo (the training zoo's own val "
                         "split holds only 15%% of its small training sets)")
     p.add_argument("--image-size", default="192x144", help="zoo image size WIDTHxHEIGHT")
+    p.add_argument("--eval-zoo-seed", type=int, default=None,
+                   help="seed of the evaluation zoo (default: --zoo-seed + 1000); it must differ from the seed of "
+                        "any zoo the base trained on")
+    p.add_argument("--base", default=None,
+                   help="start every arm from this model instead of training the base run: a model name "
+                        "(zoo-base: the zoo's ViTPose++ shipped in the package) or a run folder")
     p.add_argument("--base-epochs", type=int, default=30, help="epochs of the multi-head base run")
     p.add_argument("--base-seed", type=int, default=0, help="training seed of the base run")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every arm after the base run")
@@ -114,6 +122,19 @@ def make_recipe(template: str, name: str, data: dict[str, Path], args, seed: int
 
 
 # ------------------------------------------------------------------ runs
+def resolve_base(name_or_path: str, eval_seed: int) -> Path:
+    """The --base model's folder; refused when its card says it trained on the evaluation zoo's seed."""
+    from posebh_cli.models.store import resolve_checkpoint
+
+    base = resolve_checkpoint(name_or_path)
+    card = base / "card.json" if base.is_dir() else None
+    trained_on = json.loads(card.read_text()).get("train_zoo", {}).get("seed") if card and card.is_file() else None
+    if trained_on == eval_seed:
+        raise SystemExit(f"--base {name_or_path}: it trained on the zoo of seed {trained_on}, the evaluation zoo's "
+                         f"seed; pass another --eval-zoo-seed")
+    return base
+
+
 def train(recipe: dict, run_dir: Path) -> Path:
     """Train a recipe into run_dir (skipped when run_dir already holds a finished model)."""
     from posebh_cli.engine.trainer import train_mdt
@@ -127,15 +148,15 @@ def train(recipe: dict, run_dir: Path) -> Path:
     return train_mdt(recipe_file, run_dir, resume=resume)
 
 
-def score(run_dir: Path, data: dict[str, Path], args) -> dict:
+def score(run_dir: Path, data: dict[str, Path], args, cache: Path | None = None) -> dict:
     """Per-dataset metrics and cross-skeleton APs of a finished run on the evaluation zoo's val split (cached in
-    run_dir/scores.json)."""
+    `cache`, by default run_dir/scores.json)."""
     from posebh_cli.inference.evaluate import evaluate_model
     from posebh_cli.inference.predictor import load_checkpoint
     from posebh_cli.inference.zoo import score_extra_points
     from posebh_cli.inference.zoo import cross_skeleton_scores
 
-    cache = run_dir / "scores.json"
+    cache = cache or run_dir / "scores.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     device = "cuda" if args.device.startswith("cuda") else "cpu"
@@ -166,12 +187,12 @@ def score(run_dir: Path, data: dict[str, Path], args) -> dict:
     return result
 
 
-def fit_acae(base: Path, out: Path, args) -> Path:
+def fit_acae(base: Path, base_recipe: Path, out: Path, args) -> Path:
     """The ACAE of the base run's heads (`posebh fit-acae`), for the acae arm; kept when already there."""
     from posebh_cli.commands.fit_acae import fit_acae_command
 
     if not (out / "acae.json").is_file():
-        fit_acae_command(base, base / "recipe.yaml", out, steps=args.acae_steps, max_instances=500,
+        fit_acae_command(base, base_recipe, out, steps=args.acae_steps, max_instances=500,
                          min_score=args.acae_min_score,
                          device="cuda" if args.device.startswith("cuda") else "cpu")
     return out
@@ -261,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     data = build_data(out, sizes, args.zoo_seed, (w, h))
     # synth makes val 15% of train: ask for the train size that gives --eval-images val images
     eval_sizes = {n: math.ceil(args.eval_images / HELD_OUT_FRACTION) for n in MDT_DATASETS}
-    eval_data = build_data(out, eval_sizes, args.zoo_seed + 1000, (w, h), "-eval")
+    eval_seed = args.zoo_seed + 1000 if args.eval_zoo_seed is None else args.eval_zoo_seed
+    given_base = resolve_base(args.base, eval_seed) if args.base else None
+    eval_data = build_data(out, eval_sizes, eval_seed, (w, h), "-eval")
     arms = {arm: ARMS[arm] for arm in args.arms}
     if args.with_acae:
         arms["acae"] = "zoo-bench-acae.yaml"
@@ -271,11 +294,18 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[int, dict]] = {"base": {}, **{arm: {} for arm in arms}}
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    base = train(make_recipe("zoo-bench-base.yaml", "bench-base", data, args, args.base_seed, args.base_epochs, None),
-                 out / "runs" / "base")
-    results["base"] = {args.base_seed: score(base, eval_data, args)}
+    base_recipe = make_recipe("zoo-bench-base.yaml", "bench-base", data, args, args.base_seed, args.base_epochs, None)
+    if given_base is None:
+        base = train(base_recipe, out / "runs" / "base")
+        base_recipe_file, scores_file = base / "recipe.yaml", None
+    else:  # its recipe names the data fit-acae reads; its scores stay out of the model's own folder
+        base, base_recipe_file = given_base, out / "runs" / "base.recipe.yaml"
+        base_recipe_file.parent.mkdir(parents=True, exist_ok=True)
+        base_recipe_file.write_text(yaml.safe_dump(base_recipe, sort_keys=False))
+        scores_file = out / "runs" / "base.scores.json"
+    results["base"] = {args.base_seed: score(base, eval_data, args, cache=scores_file)}
     timings["base"] = time.perf_counter() - t0
-    acae = fit_acae(base, out / "runs" / "acae", args) if args.with_acae else None
+    acae = fit_acae(base, base_recipe_file, out / "runs" / "acae", args) if args.with_acae else None
     student_init = split_coco_model(base, out / "runs" / "base-coco") if args.with_distill else None
     for seed in args.seeds:
         runs = out / "runs" / f"s{seed}"

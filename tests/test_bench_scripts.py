@@ -1,4 +1,5 @@
 """The benchmark scripts' helpers: FLOPs include the fused CPU attention; HF weights map onto ours exactly."""
+import json
 import sys
 from pathlib import Path
 
@@ -48,3 +49,15 @@ def test_mdt_summary_marks_unscored_datasets_and_reports_union_points():
     cells = [c.strip() for c in rows["distill"].strip("|").split("|")]
     assert cells[1:7] == ["40.0 ± 0.0", "-", "40.0 ± 0.0", "-", "-", "-"]
     assert "distill: AP of the union points" in table and "30.0 ± 0.0" in table
+
+
+def test_mdt_base_refuses_an_evaluation_zoo_it_trained_on():
+    import bench_mdt
+
+    card = json.loads((bench_mdt.REPO / "posebh_cli" / "weights" / "zoo-base" / "card.json").read_text())
+    trained_on = card["train_zoo"]["seed"]
+    with pytest.raises(SystemExit, match="--eval-zoo-seed"):
+        bench_mdt.resolve_base("zoo-base", eval_seed=trained_on)
+    assert bench_mdt.resolve_base("zoo-base", eval_seed=trained_on + 1).name == "zoo-base"
+    args = bench_mdt.parse_args(["--base", "zoo-base", "--eval-zoo-seed", "3000"])
+    assert args.base == "zoo-base" and args.eval_zoo_seed == 3000
