@@ -2,6 +2,7 @@
 
     python scripts/bench_train.py --threads 1                        # CPU: ViT-B, batch 8, 3 timed steps
     python scripts/bench_train.py --device cuda --dtype bf16 --batch 64 --iters 20
+    python scripts/bench_train.py --arch pico --head-channels 64 --batch 32 --arms multihead --dtype bf16  # zoo-base
 
 One step is what the engine does (engine/trainer.py): the method's losses, their sum, backward, gradient
 clipping, AdamW step, zero_grad, then the method's after_step (the prototype momentum update). Everything
@@ -53,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--arch", default="base", choices=list(ARCH_NAMES))
     p.add_argument("--img-size", default="256x192", help="input HEIGHTxWIDTH")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--head-channels", type=int, default=256, help="deconv width of the heads (zoo-base: 64)")
     p.add_argument("--iters", type=int, default=None, help="timed steps per repeat (default: 1 on CPU, 10 on GPU)")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
     p.add_argument("--posebh-heads", default="own", choices=("own", "all"),
@@ -92,7 +94,7 @@ def run_arm(args, arm: str, device: torch.device) -> dict:
     skeletons = [load_skeleton(n) for n in DATASETS]
     torch.manual_seed(0)
     model = PoseModel(ARCH_NAMES[args.arch], DATASETS, skeletons, img_size=img_size,
-                      with_embedding=method_name == "posebh").to(device).train()
+                      with_embedding=method_name == "posebh", head_channels=args.head_channels).to(device).train()
     specs = [SimpleNamespace(name=n) for n in DATASETS]
     config = {"heads": args.posebh_heads} if method_name == "posebh" else {}
     method = METHODS[method_name](model, specs, config, None)
@@ -136,6 +138,7 @@ def main(argv=None) -> None:
     rows = []
     child = [sys.executable, __file__, "--device", args.device, "--dtype", args.dtype, "--arch", args.arch,
              "--img-size", args.img_size, "--batch", str(args.batch), "--repeats", str(args.repeats),
+             "--head-channels", str(args.head_channels),
              "--posebh-heads", args.posebh_heads]
     child += ["--threads", str(args.threads)] if args.threads else []
     child += ["--iters", str(args.iters)] if args.iters else []
