@@ -169,8 +169,13 @@ def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch,
     assert (out / "runs" / "posebh" / "model.safetensors").is_file()
     assert (out / "runs" / "fit-3dpw" / "fit.json").is_file()
     overlays = [Path(p) for p in summary["overlays"]]
-    assert len(overlays) == 3 and all(p.is_file() for p in overlays)
-    assert {p.parent.name for p in overlays} == {"astronaut-coco", "astronaut-3dpw", "cat-ap10k"}
+    assert all(p.is_file() for p in overlays)
+    assert {p.parent.name for p in overlays} == {"zoo-coco", "zoo-ap10k", "zoo-3dpw",
+                                                 "astronaut-coco", "astronaut-3dpw", "cat-ap10k"}
+    # The held-out zoo images are predicted in their ground-truth boxes: one instance per annotated figure.
+    boxes = json.loads((out / "photos" / "zoo-coco.boxes.json").read_text())
+    predicted = [json.loads(f.read_text()) for f in (out / "predictions" / "zoo-coco").glob("*.json")]
+    assert len(predicted) == len(boxes["images"]) >= 1
     for name, metrics in saved["metrics"].items():
         for value in metrics.values():
             assert value == -1 or 0.0 <= value <= 1.0 or value > 1.0 and name == "coco_wholebody"

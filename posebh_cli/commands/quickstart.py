@@ -1,7 +1,7 @@
 """`posebh quickstart`: the whole flow on the synthetic skeleton zoo, sized to a time budget on a laptop CPU.
 
     synth zoo ─▶ prepare-data ─▶ train-mdt (PoseBH, six datasets) ─▶ fit-prototypes (3DPW's SMPL-24 skeleton)
-              ─▶ evaluate every dataset ─▶ predict on real photos (scikit-image's astronaut and cat) ─▶ table
+              ─▶ evaluate every dataset ─▶ predict on held-out zoo images and on real photos ─▶ table
 
 By default PoseBH's stages start from the zoo base model shipped in the package (`zoo-base`, the zoo's ViTPose++),
 as the paper starts from ViTPose++, and the table compares the base with the PoseBH model on every dataset.
@@ -32,6 +32,7 @@ NEW_SKELETON = "3dpw"      # the transfer target: SMPL-24 points, a skeleton non
 RECIPE = "zoo-quickstart.yaml"             # --from-scratch
 BASE_RECIPE = "zoo-quickstart-base.yaml"   # default: PoseBH's stages on top of the shipped base model
 BASE_MODEL = "zoo-base"
+ZOO_IMAGES = 4             # held-out zoo images drawn per head
 
 
 @dataclass
@@ -238,13 +239,13 @@ def evaluate_all(run_dir: Path, prepared: dict[str, Path]) -> dict[str, dict]:
 
 
 def real_photos(folder: Path) -> tuple[dict[str, Path], str]:
-    """scikit-image's astronaut (a person) and cat photos as files; zoo images when scikit-image is missing."""
+    """scikit-image's astronaut (a person) and cat photos as files; none when scikit-image is missing."""
     import cv2
 
     try:
         from skimage import data
     except ImportError:
-        return {}, "scikit-image is not installed: predicting on zoo images instead of real photos"
+        return {}, "scikit-image is not installed: no real photos, held-out zoo images only"
     folder.mkdir(parents=True, exist_ok=True)
     photos = {}
     for name, image in (("astronaut", data.astronaut()), ("cat", data.chelsea())):
@@ -258,36 +259,55 @@ def real_photos(folder: Path) -> tuple[dict[str, Path], str]:
 
 def predict_photos(out: Path, run_dir: Path, fit_dir: Path, prepared: dict[str, Path],
                    console: Console) -> list[Path]:
-    """Overlays: the astronaut with the COCO head and with the new skeleton's prototypes, the cat with AP-10K's."""
+    """Overlays of the COCO and AP-10K heads and of the new skeleton's prototypes, first on held-out zoo images
+    (the val split of this quickstart's zoo, whose seed the base never trained on) in their ground-truth boxes,
+    then on real photos (the astronaut, the cat) as whole images. The models learned from the zoo alone: the zoo
+    images show what they learned, the photos how far it carries."""
     from posebh_cli.inference.run import run_predict
 
+    heads = (("coco", run_dir, {"dataset": "coco"}), ("ap10k", run_dir, {"dataset": "ap10k"}),
+             (NEW_SKELETON, fit_dir, {"prototypes": NEW_SKELETON}))
+    jobs = []
+    for dataset, checkpoint, head in heads:
+        images, boxes = held_out_zoo_images(prepared[dataset], out / "photos" / f"zoo-{dataset}", ZOO_IMAGES)
+        jobs.append((f"zoo-{dataset}", images, checkpoint, {**head, "boxes": boxes}))
     photos, note = real_photos(out / "photos")
     if note:
         console.print(f"[yellow]note:[/] {note}")
-        photos = {"astronaut": _zoo_image(prepared["coco"], out / "photos" / "zoo-person"),
-                  "cat": _zoo_image(prepared["ap10k"], out / "photos" / "zoo-animal")}
-    jobs = [("astronaut-coco", photos["astronaut"], run_dir, {"dataset": "coco"}),
-            ("astronaut-" + NEW_SKELETON, photos["astronaut"], fit_dir, {"prototypes": NEW_SKELETON}),
-            ("cat-ap10k", photos["cat"], run_dir, {"dataset": "ap10k"})]
+    else:
+        jobs += [("astronaut-coco", photos["astronaut"], run_dir, {"dataset": "coco", "whole_image": True}),
+                 ("astronaut-" + NEW_SKELETON, photos["astronaut"], fit_dir,
+                  {"prototypes": NEW_SKELETON, "whole_image": True}),
+                 ("cat-ap10k", photos["cat"], run_dir, {"dataset": "ap10k", "whole_image": True})]
     overlays = []
-    for name, source, checkpoint, head in jobs:
+    for name, source, checkpoint, options in jobs:
         where = out / "predictions" / name
         if not where.is_dir():
-            run_predict(source, checkpoint, where, whole_image=True, **head)
+            run_predict(source, checkpoint, where, **options)
         overlays += sorted(where.glob("*.overlay.*"))
     return overlays
 
 
-def _zoo_image(prepared: Path, folder: Path) -> Path:
+def held_out_zoo_images(prepared: Path, folder: Path, count: int) -> tuple[Path, Path]:
+    """The first `count` held-out images (val split, else test: 3DPW has no val) of a prepared zoo set that show
+    a figure, copied into `folder`, and their ground-truth boxes as a COCO dict beside it (what
+    `posebh predict --boxes` reads)."""
     from posebh_cli.data.prepared import open_prepared
+    from posebh_cli.files import write_json
 
     ds = open_prepared(prepared)
-    first = ds.load_coco("val")["images"][0]
+    coco = ds.load_coco("val" if "val" in ds.splits else "test")
+    annotated = {a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 1) > 0}
+    images = [im for im in coco["images"] if im["id"] in annotated][:count]
+    ids = {im["id"] for im in images}
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / Path(first["file_name"]).name
-    if not target.is_file():
-        shutil.copyfile(ds.image_root / first["file_name"], target)
-    return folder
+    for image in images:
+        target = folder / Path(image["file_name"]).name
+        if not target.is_file():
+            shutil.copyfile(ds.image_root / image["file_name"], target)
+    boxes = folder.parent / f"{folder.name}.boxes.json"   # beside the folder: predict reads every file inside it
+    write_json(boxes, {"images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]})
+    return folder, boxes
 
 
 # ------------------------------------------------------------------ the command
@@ -361,7 +381,7 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
     console.rule("4/5 evaluate every dataset")
     metrics = evaluate_all(run_dir, prepared)
     base_metrics = None if plan.base is None else evaluate_all(plan.base, prepared)
-    console.rule("5/5 predict on real photos")
+    console.rule("5/5 predict on held-out zoo images and on real photos")
     overlays = predict_photos(out, run_dir, fit_dir, prepared, console)
 
     minutes = (time.perf_counter() - started) / 60
