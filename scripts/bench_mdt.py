@@ -268,7 +268,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from posebh_cli.data.synth import HELD_OUT_FRACTION
+    from posebh_cli.data.synth.spec import HELD_OUT_FRACTION
 
     if args.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "1"

@@ -61,3 +61,19 @@ def test_mdt_base_refuses_an_evaluation_zoo_it_trained_on():
     assert bench_mdt.resolve_base("zoo-base", eval_seed=trained_on + 1).name == "zoo-base"
     args = bench_mdt.parse_args(["--base", "zoo-base", "--eval-zoo-seed", "3000"])
     assert args.base == "zoo-base" and args.eval_zoo_seed == 3000
+
+
+def test_every_script_imports_names_the_package_has():
+    """The scripts import lazily, inside functions: a moved name would only fail hours into a benchmark."""
+    import ast
+    import importlib
+
+    missing = []
+    for script in sorted((Path(__file__).resolve().parents[1] / "scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("posebh_cli"):
+                module = importlib.import_module(node.module)
+                missing += [f"{script.name}:{node.lineno} {node.module}.{alias.name}" for alias in node.names
+                            if not hasattr(module, alias.name)
+                            and importlib.util.find_spec(f"{node.module}.{alias.name}") is None]
+    assert not missing
