@@ -14,6 +14,10 @@ The full run takes longer than one machine lives here; `--continue-shipped` star
 shipped copy's weights at its step (fresh optimizer moments) instead of step 0, and the card lists the segments:
 
     python scripts/train_zoo_base.py --work runs/zoo-base-work --continue-shipped   # then --ship as above
+
+A run stopped mid-schedule is still at its high learning rate. `--anneal N` ships (or with `--score` only
+scores) a branch instead: the run's last state trained N more steps at the recipe's final learning rate, in
+<work>/runs/zoo-base-anneal, while the run itself is left as it was, to continue at its own rate.
 """
 from __future__ import annotations
 
@@ -75,6 +79,49 @@ def train(work: Path, threads: int | None, continue_shipped: bool = False, preci
     return run
 
 
+def anneal(run: Path, work: Path, steps: int, precision: str | None) -> Path:
+    """A branch of `run`: its last saved state trained `steps` more steps with every stage at the recipe's final
+    learning rate. Kept (not retrained) when it already branched from that state with that many steps."""
+    import shutil
+
+    from posebh_cli.engine.state import find_state
+    from posebh_cli.files import read_yaml
+
+    state = find_state(run / "state")
+    if state is None:
+        raise SystemExit(f"{run}: no complete training state to anneal")
+    step = saved_step(state)
+    branch = run.parent / f"{run.name}-anneal"
+    wanted = {"from_step": step, "steps": steps}
+    done = branch / "anneal.json"
+    if done.is_file() and {k: json.loads(done.read_text()).get(k) for k in wanted} == wanted:
+        return branch
+    shutil.rmtree(branch, ignore_errors=True)
+    branch.mkdir(parents=True)
+    shutil.copytree(state, branch / "state")
+    for name in ("metrics.jsonl", "recipe.yaml", "segments.json"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, branch / name)
+    stages = read_yaml(run / "recipe.yaml", "recipe file")["stages"]
+    lr = stages[-1]["lr"]
+    segments = training_figures(branch, until=step)["segments"]
+    segments[-1]["same_run"] = True   # the branch continues this state
+    write_segments(branch, segments)
+    overrides = [f"stages.{i}.lr={lr}" for i in range(len(stages))]
+    if precision is not None:
+        overrides.append(f"train.mixed_precision={precision}")
+    posebh("train-mdt", "--recipe", RECIPE, "--out", str(branch), "--resume", "--max-steps", str(step + steps),
+           *[arg for o in overrides for arg in ("--set", o)], cwd=work)
+    done.write_text(json.dumps({**wanted, "lr": lr}, indent=1) + "\n")
+    return branch
+
+
+def saved_step(state: Path) -> int:
+    """The optimizer step a complete training state was saved at."""
+    import torch
+    return int(torch.load(state / "trainer.pt", weights_only=False)["progress"]["step"])
+
+
 def close_segment(run: Path, precision: str) -> None:
     """Before a resume that changes the precision: end the current segment at the last saved step.
 
@@ -85,8 +132,7 @@ def close_segment(run: Path, precision: str) -> None:
     state = find_state(run / "state")
     if state is None or not (run / "metrics.jsonl").is_file():
         return
-    import torch
-    step = int(torch.load(state / "trainer.pt", weights_only=False)["progress"]["step"])
+    step = saved_step(state)
     segments = training_figures(run, until=step)["segments"]
     if segments[-1]["steps"][1] <= segments[-1]["steps"][0]:
         return  # nothing trained since the last segment closed
@@ -174,6 +220,9 @@ def training_figures(run: Path, batch_size: int = 32, until: int | None = None) 
         begun = f"the same run's state at step {start} (weights and AdamW moments)"
     else:
         begun = f"the shipped weights of step {start} (fp16 cast to fp32), fresh AdamW moments"
+    annealed = json.loads((run / "anneal.json").read_text()) if (run / "anneal.json").is_file() else None
+    if annealed:
+        begun += f", every stage at lr {annealed['lr']:g} (an annealed branch; the run goes on from step {start})"
     this = {"steps": [start, previous], "train_hours": round(seconds / 3600, 2), "commit": _commit(),
             "precision": _run_precision(run), "start": begun}
     segments = [*earlier, this]
@@ -308,6 +357,9 @@ def main() -> None:
     parser.add_argument("--continue-shipped", action="store_true",
                         help="a new run starts from the shipped zoo-base's weights and step (a run longer than "
                              "one machine's life continues on the next)")
+    parser.add_argument("--anneal", type=int, default=None, metavar="STEPS",
+                        help="ship/score a branch: the run's last state trained STEPS more steps at the final lr")
+    parser.add_argument("--score", action="store_true", help="print the held-out scores without shipping")
     parser.add_argument("--precision", choices=["no", "bf16"], default=None,
                         help="train.mixed_precision for this training segment (bf16 autocast: about 1.5x the "
                              "samples per CPU-second on a CPU with AVX-512 BF16); recorded per segment in the card")
@@ -319,9 +371,17 @@ def main() -> None:
         run = train(work, args.threads, args.continue_shipped, args.precision)
     else:
         run = args.run.resolve()
-    if args.ship:
+    if args.anneal:
+        run = anneal(run, work, args.anneal, args.precision)
+    if args.ship or args.score:
         held_out = make_zoo(work, "zoo-eval", EVAL_SEED, EVAL_SCALE)
         scores = score(run, held_out)
+        if args.score:
+            main_metric = {d: round(100 * (m["PCKh"] if "PCKh" in m else m["AP"]), 1) for d, m in scores.items()}
+            from posebh_cli.engine.state import find_state
+            state = find_state(run / "state")
+            print(json.dumps({"run": str(run), "step": saved_step(state) if state else None, "x100": main_metric}))
+            return
         out = ship(run, scores, training_figures(run))
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))
 
