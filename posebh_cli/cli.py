@@ -413,13 +413,16 @@ def evaluate(
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write the model's predictions "
                                                     "as a COCO keypoint results file (what --results reads)."),
 ) -> None:
-    """Score a results file against annotations, or run a model (default: the default model) on a prepared split."""
+    """Score a results file against annotations, or run a model (default: the default model) on a prepared split.
+    `--checkpoint model.onnx` runs a file of `posebh export` with ONNX Runtime."""
     from posebh_cli.commands.evaluate import metrics_table, run_evaluate
 
     metrics = run_evaluate(results=results, annotations=annotations, skeleton=skeleton, protocol=protocol,
                            checkpoint=checkpoint, data=data, split=split, boxes=boxes, flip=flip, dataset=dataset,
                            batch_size=batch_size, device=device, output=output, prototypes=prototypes,
-                           save_predictions=save_predictions)
+                           save_predictions=save_predictions,
+                           warn=lambda line: err_console.print(line, style="yellow", highlight=False, soft_wrap=True,
+                                                               markup=False))
     console.print(metrics_table(metrics, title=str(results or checkpoint or "default model")))
     if save_predictions is not None:
         console.print(f"wrote {save_predictions}", markup=False)

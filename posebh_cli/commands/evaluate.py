@@ -8,6 +8,7 @@ run's predictions in the same format.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.table import Table
@@ -90,9 +91,11 @@ def run_evaluate(results: Path | None = None, annotations: Path | None = None, s
                  protocol: str | None = None, checkpoint: Path | None = None, data: Path | None = None,
                  split: str = "val", boxes: Path | None = None, flip: bool = True, dataset: str | None = None,
                  batch_size: int = 32, device: str | None = None, output: Path | None = None,
-                 prototypes: str | None = None, save_predictions: Path | None = None) -> dict[str, float]:
+                 prototypes: str | None = None, save_predictions: Path | None = None,
+                 warn: Callable[[str], None] = print) -> dict[str, float]:
     """`posebh evaluate` in either mode; writes `output` (metrics) and `save_predictions` (a checkpoint run's COCO
-    results) when given and returns the metrics. The checkpoint is a model name or a path."""
+    results) when given and returns the metrics. The checkpoint is a model name or a path (an exported `.onnx`
+    file runs under ONNX Runtime; `warn` gets its one line when a GPU was asked for and cannot be used)."""
     for path, option in ((output, "--output"), (save_predictions, "--save-predictions")):
         if path is not None:  # checked before any work
             if Path(path).is_dir():
@@ -120,7 +123,8 @@ def run_evaluate(results: Path | None = None, annotations: Path | None = None, s
         metrics = evaluate_checkpoint(resolve_checkpoint(checkpoint), data, split, boxes=boxes, flip=flip,
                                       dataset=prototypes or dataset, batch_size=batch_size,
                                       device=resolve_device(device),
-                                      source="head" if prototypes is None else "prototypes", keep_results=kept)
+                                      source="head" if prototypes is None else "prototypes", keep_results=kept,
+                                      warn=warn)
         if save_predictions is not None:
             write_json(save_predictions, kept, indent=None)
     else:

@@ -23,6 +23,7 @@ from posebh_cli.evaluation import evaluate_predictions, protocol_for
 from posebh_cli.files import read_json
 from posebh_cli.inference.io import read_image
 from posebh_cli.inference.nms import nms_instances
+from posebh_cli.inference.onnx_model import OnnxHeatmaps, is_onnx
 from posebh_cli.inference.predictor import Predictor, load_checkpoint
 
 NMS_THRESHOLD = 0.9
@@ -105,13 +106,14 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
                    keep_results: list | None = None) -> dict[str, float]:
     """Metrics of `model` on `split` of a prepared dataset, predicting with the head `dataset_name`.
 
-    `dataset_name` None picks the head whose skeleton is the dataset's. `max_images` scores only the first
-    images (by id) of the split, against their own annotations. The model's train/eval mode is restored.
+    `model` is a PoseModel or an exported model (`onnx_model.OnnxHeatmaps`, which predicts the one target its
+    metadata names). `dataset_name` None picks the head whose skeleton is the dataset's. `max_images` scores only
+    the first images (by id) of the split, against their own annotations. A PoseModel's train/eval mode is restored.
     `keep_results`, a list, receives the COCO results entries that were scored.
     """
     if not isinstance(prepared, PreparedDataset):
         prepared = open_prepared(prepared)
-    was_training = model.training
+    was_training = model.training if isinstance(model, torch.nn.Module) else None
     try:
         predictor = Predictor(model, dataset=dataset_name, skeleton=prepared.skeleton,
                               device=device, batch_size=batch_size, flip=flip, source=source, recipe=recipe)
@@ -127,7 +129,8 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
         if keep_results is not None:
             keep_results.extend(results)
     finally:
-        model.train(was_training)
+        if was_training is not None:
+            model.train(was_training)
     protocol = protocol_for(prepared.skeleton.name, prepared.source_format)
     return evaluate_predictions(gt, results, prepared.skeleton, protocol, gt_name=str(prepared.split_path(split)),
                                 results_name="<predictions>")
@@ -169,15 +172,21 @@ def predict_split(predictor: Predictor, prepared: PreparedDataset, split: str, i
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, boxes: str | Path | None = None,
                         flip: bool = True, dataset: str | None = None, batch_size: int = 32,
                         device: str | None = None, source: str = "head",
-                        keep_results: list | None = None) -> dict[str, float]:
+                        keep_results: list | None = None, warn=None) -> dict[str, float]:
     """`posebh evaluate --checkpoint`: load a checkpoint and score it on a prepared split.
 
-    The head is `dataset`, else the head named like the prepared dataset, else the one with its skeleton.
+    The head is `dataset`, else the head named like the prepared dataset, else the one with its skeleton. An
+    exported `.onnx` file runs under ONNX Runtime and scores the one target it was exported with (`warn` gets
+    the one line of a GPU asked for that onnxruntime cannot use).
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, recipe = load_checkpoint(checkpoint)
     prepared = open_prepared(data)
+    if is_onnx(checkpoint):
+        runner = OnnxHeatmaps(checkpoint, device, warn)
+        return evaluate_model(runner, prepared, split, dataset, flip=flip, batch_size=batch_size, boxes=boxes,
+                              source=source, keep_results=keep_results)
+    model, recipe = load_checkpoint(checkpoint)
     if dataset is None and prepared.name in model.datasets:
         dataset = prepared.name
     return evaluate_model(model, prepared, split, dataset, flip=flip, batch_size=batch_size, boxes=boxes,

@@ -203,3 +203,29 @@ def test_provider_rule():
     for bad in ("gpu", "cuda:x", "cpu:0"):
         with pytest.raises(PosebhError, match="--device"):
             _providers(bad, ["CPUExecutionProvider"])
+
+
+def test_evaluate_an_onnx_file_scores_as_its_torch_model(zoo_base_onnx, tmp_path):
+    """`posebh evaluate --checkpoint x.onnx` scores the exported head like the PyTorch checkpoint it came from (the
+    MSRA head decodes to the same keypoints: see the parity test above); another skeleton is one line, exit 2."""
+    from builders import make_prepared
+
+    data = make_prepared(tmp_path / "ap10k", "ap10k", "ap10k", num_images=4)
+    scores, keypoints = {}, {}
+    for name, checkpoint in (("onnx", zoo_base_onnx["ap10k"]), ("torch", "zoo-base")):
+        out, predictions = tmp_path / f"{name}.json", tmp_path / f"{name}-predictions.json"
+        result = runner.invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data),
+                                     "--dataset", "ap10k", "--device", "cpu", "--out", str(out),
+                                     "--save-predictions", str(predictions)])
+        assert result.exit_code == 0, result.output
+        scores[name] = json.loads(out.read_text())
+        keypoints[name] = np.array([entry["keypoints"] for entry in json.loads(predictions.read_text())])
+    assert keypoints["onnx"].shape == keypoints["torch"].shape == (8, 17 * 3)
+    np.testing.assert_allclose(keypoints["onnx"], keypoints["torch"], atol=1e-3)
+    assert scores["onnx"].keys() == scores["torch"].keys() and "AP" in scores["onnx"]
+    for key, value in scores["torch"].items():
+        assert scores["onnx"][key] == pytest.approx(value, abs=1e-6), key
+    coco = make_prepared(tmp_path / "coco", "coco", "coco", num_images=2)
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(zoo_base_onnx["ap10k"]), "--data", str(coco)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "ap10k.onnx" in result.output and "coco" in result.output
