@@ -87,10 +87,9 @@ def anneal(run: Path, work: Path, steps: int, precision: str | None) -> Path:
     from posebh_cli.engine.state import find_state
     from posebh_cli.files import read_yaml
 
-    state = find_state(run / "state")
-    if state is None:
+    step = last_saved_step(run)
+    if step is None:
         raise SystemExit(f"{run}: no complete training state to anneal")
-    step = saved_step(state)
     branch = run.parent / f"{run.name}-anneal"
     wanted = {"from_step": step, "steps": steps}
     done = branch / "anneal.json"
@@ -98,15 +97,13 @@ def anneal(run: Path, work: Path, steps: int, precision: str | None) -> Path:
         return branch
     shutil.rmtree(branch, ignore_errors=True)
     branch.mkdir(parents=True)
-    shutil.copytree(state, branch / "state")
+    shutil.copytree(find_state(run / "state"), branch / "state")
     for name in ("metrics.jsonl", "recipe.yaml", "segments.json"):
         if (run / name).is_file():
             shutil.copy2(run / name, branch / name)
     stages = read_yaml(run / "recipe.yaml", "recipe file")["stages"]
     lr = stages[-1]["lr"]
-    segments = training_figures(branch, until=step)["segments"]
-    segments[-1]["same_run"] = True   # the branch continues this state
-    write_segments(branch, segments)
+    end_segment(branch, step)   # the branch continues this state
     overrides = [f"stages.{i}.lr={lr}" for i in range(len(stages))]
     if precision is not None:
         overrides.append(f"train.mixed_precision={precision}")
@@ -116,29 +113,30 @@ def anneal(run: Path, work: Path, steps: int, precision: str | None) -> Path:
     return branch
 
 
-def saved_step(state: Path) -> int:
-    """The optimizer step a complete training state was saved at."""
+def last_saved_step(run: Path) -> int | None:
+    """The optimizer step of the run's last complete training state (None: there is none)."""
     import torch
-    return int(torch.load(state / "trainer.pt", weights_only=False)["progress"]["step"])
+
+    from posebh_cli.engine.state import find_state
+    state = find_state(run / "state")
+    return None if state is None else int(torch.load(state / "trainer.pt", weights_only=False)["progress"]["step"])
 
 
 def close_segment(run: Path, precision: str) -> None:
-    """Before a resume that changes the precision: end the current segment at the last saved step.
+    """Before a resume that changes the precision: end the current segment at the last saved step, so the steps
+    trained so far keep the precision they ran with (from the run's recipe.yaml)."""
+    step = last_saved_step(run)
+    if step is not None and (run / "metrics.jsonl").is_file() and _run_precision(run) != precision:
+        end_segment(run, step)
 
-    The steps trained so far keep the precision they ran with (from the run's recipe.yaml) in segments.json, and
-    the steps after start a new segment that continues the same state (weights and AdamW moments).
-    """
-    from posebh_cli.engine.state import find_state
-    state = find_state(run / "state")
-    if state is None or not (run / "metrics.jsonl").is_file():
-        return
-    step = saved_step(state)
+
+def end_segment(run: Path, step: int) -> None:
+    """Write the segments up to `step` into segments.json; the next segment continues the same state (weights and
+    AdamW moments). Nothing changes when no step was trained since the last segment ended."""
     segments = training_figures(run, until=step)["segments"]
     if segments[-1]["steps"][1] <= segments[-1]["steps"][0]:
-        return  # nothing trained since the last segment closed
-    if _run_precision(run) == precision:
         return
-    segments[-1]["same_run"] = True  # the next segment continues this state
+    segments[-1]["same_run"] = True
     write_segments(run, segments)
 
 
@@ -301,10 +299,8 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR) -> Path:
 
 def card_markdown(card: dict) -> str:
     """The human card: what the model is, how it was made, what it scores (numbers from card.json)."""
-    rows = []
-    for name, metrics in card["scores"].items():
-        key = "PCKh" if "PCKh" in metrics else "AP"
-        rows.append(f"| {name} | {key} | {100 * metrics[key]:.1f} |")
+    rows = [f"| {name} | {main_metric(metrics)} | {100 * metrics[main_metric(metrics)]:.1f} |"
+            for name, metrics in card["scores"].items()]
     return "\n".join([
         "# zoo-base: the synthetic zoo's ViTPose++",
         "",
@@ -327,6 +323,11 @@ def card_markdown(card: dict) -> str:
         *rows,
         "",
     ])
+
+
+def main_metric(metrics: dict) -> str:
+    """The metric a dataset's card row shows: PCKh for MPII, AP for the others."""
+    return "PCKh" if "PCKh" in metrics else "AP"
 
 
 def segment_lines(segments: list[dict]) -> list[str]:
@@ -377,10 +378,8 @@ def main() -> None:
         held_out = make_zoo(work, "zoo-eval", EVAL_SEED, EVAL_SCALE)
         scores = score(run, held_out)
         if args.score:
-            main_metric = {d: round(100 * (m["PCKh"] if "PCKh" in m else m["AP"]), 1) for d, m in scores.items()}
-            from posebh_cli.engine.state import find_state
-            state = find_state(run / "state")
-            print(json.dumps({"run": str(run), "step": saved_step(state) if state else None, "x100": main_metric}))
+            x100 = {d: round(100 * m[main_metric(m)], 1) for d, m in scores.items()}
+            print(json.dumps({"run": str(run), "step": last_saved_step(run), "x100": x100}))
             return
         out = ship(run, scores, training_figures(run))
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))
