@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,3 +78,25 @@ def test_every_script_imports_names_the_package_has():
                             if not hasattr(module, alias.name)
                             and importlib.util.find_spec(f"{node.module}.{alias.name}") is None]
     assert not missing
+
+
+def test_oks_margin_r_below_one_is_a_keypoint_oks_above_half():
+    import oks_margin
+
+    sigmas = np.array([0.05, 0.1, 0.02])
+    truth = [10.0, 10.0, 2, 20.0, 20.0, 2, 30.0, 30.0, 0]
+    ann = {"id": 7, "bbox": [0.0, 0.0, 40.0, 50.0], "area": 400.0, "keypoints": truth, "head_box": [0, 0, 6, 8]}
+    pred = [13.0, 10.0, 1.0, 20.0, 21.0, 1.0, 99.0, 99.0, 1.0]
+    gt, results = {"annotations": [ann]}, [{"ann_id": 7, "keypoints": pred}]
+
+    m = oks_margin.keypoint_margins(gt, results, sigmas, "coco")
+    d, s = np.array([3.0, 1.0]), 20.0
+    keypoint_oks = np.exp(-d ** 2 / (2 * s ** 2 * (2 * sigmas[:2]) ** 2))   # the unlabelled third is left out
+    assert m["r"].shape == (2,) and np.array_equal(m["r"] < 1, keypoint_oks > 0.5)
+    np.testing.assert_allclose(np.exp(-(m["r"] * oks_margin.OKS_HALF) ** 2 / 2), keypoint_oks)
+    np.testing.assert_allclose(m["d_over_s"], d / s)
+
+    no_area = oks_margin.keypoint_margins(gt, results, sigmas, "coco_noarea")
+    np.testing.assert_allclose(no_area["d_over_s"], d / np.sqrt(40 * 50 * 0.53))
+    pckh = oks_margin.keypoint_margins(gt, results, sigmas, "pckh")
+    np.testing.assert_allclose(pckh["r"], d / (0.5 * 0.6 * 10.0))   # head box diagonal 10

@@ -1,0 +1,100 @@
+"""How far a model's keypoints are from the tolerance its dataset's metric allows, per dataset of the held-out zoo.
+
+    python scripts/oks_margin.py --work runs/zoo-base-work                      # the shipped zoo-base
+    python scripts/oks_margin.py --work runs/zoo-base-work --checkpoint runs/x   # any checkpoint with the six heads
+
+AP counts a prediction when its OKS (the mean of exp(-d^2 / (2 s^2 (2 sigma)^2)) over labelled keypoints) passes
+0.5 to 0.95, so a dataset's AP is set by the ratio of the keypoint error d to its tolerance s * 2 sigma, where s^2
+is the figure's area (COCO, AP-10K, APT-36K, COCO-WholeBody) or 0.53 x the box area (AIC's no-area rule). For each
+keypoint this prints r = d / (1.18 s 2 sigma), so that r < 1 is exactly OKS_i > 0.5; for MPII r = d / (0.5 head
+size), so that r < 1 is a PCKh@0.5 hit. Per dataset: the median r (how many times the error must shrink for half of
+the keypoints to pass), the share of keypoints with r < 1, the median error d / s and the median 2 sigma. Datasets
+with small sigmas (AIC, the face and hands of COCO-WholeBody) need the same pixels several times more precise.
+
+The held-out zoo is the model card's (seed 2000, val split, ground-truth boxes, flip test), made in --work as
+scripts/train_zoo_base.py makes it. One JSON line per dataset, then a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python scripts/oks_margin.py` from a checkout
+    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import numpy as np
+import torch
+
+from posebh_cli.data.prepared import open_prepared
+from posebh_cli.evaluation import PRIMARY_METRIC, protocol_for
+from posebh_cli.evaluation.coco_oks import NO_AREA_FACTOR
+from posebh_cli.evaluation.pckh import SC_BIAS
+from posebh_cli.inference.evaluate import evaluate_model
+from posebh_cli.models.checkpoint import load_model
+from posebh_cli.models.store import resolve_checkpoint
+
+OKS_HALF = float(np.sqrt(2 * np.log(2)))  # exp(-r^2 / 2) = 0.5 at r = 1.177
+
+
+def keypoint_margins(gt: dict, results: list[dict], sigmas: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
+    """Per labelled GT keypoint: r (error over the metric's 0.5 tolerance), d / s and 2 sigma."""
+    anns = {ann["id"]: ann for ann in gt["annotations"]}
+    r, d_over_s, two_sigma = [], [], []
+    for res in results:
+        ann = anns[res["ann_id"]]
+        truth = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
+        pred = np.asarray(res["keypoints"], dtype=float).reshape(-1, 3)
+        labelled = truth[:, 2] > 0
+        d = np.linalg.norm(pred[:, :2] - truth[:, :2], axis=1)
+        w, h = ann["bbox"][2:]
+        s = np.sqrt(ann["area"] if protocol in ("coco", "wholebody") else w * h * NO_AREA_FACTOR)
+        if protocol == "pckh":
+            x1, y1, x2, y2 = ann["head_box"]
+            tolerance = np.full_like(d, 0.5 * SC_BIAS * np.hypot(x2 - x1, y2 - y1))
+        else:
+            tolerance = OKS_HALF * s * 2 * sigmas
+        r.append((d / tolerance)[labelled])
+        d_over_s.append((d / s)[labelled])
+        two_sigma.append((2 * sigmas)[labelled])
+    return {"r": np.concatenate(r), "d_over_s": np.concatenate(d_over_s), "two_sigma": np.concatenate(two_sigma)}
+
+
+def main() -> None:
+    from train_zoo_base import EVAL_SCALE, EVAL_SEED, MDT_DATASETS, make_zoo
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the held-out zoo (reused when there)")
+    parser.add_argument("--checkpoint", default="zoo-base")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    held_out = make_zoo(args.work.resolve(), "zoo-eval", EVAL_SEED, EVAL_SCALE)
+    model = load_model(resolve_checkpoint(args.checkpoint)).eval()
+    rows = []
+    for name in MDT_DATASETS:
+        prepared = open_prepared(held_out / name)
+        protocol = protocol_for(prepared.skeleton.name)
+        results: list[dict] = []
+        metrics = evaluate_model(model, prepared, "val", name, flip=True, keep_results=results)
+        m = keypoint_margins(prepared.load_coco("val"), results, np.asarray(prepared.skeleton.sigmas), protocol)
+        row = {"dataset": name, "metric": round(100 * metrics[PRIMARY_METRIC[protocol]], 1),
+               "median_r": round(float(np.median(m["r"])), 2), "share_r_below_1": round(float(np.mean(m["r"] < 1)), 3),
+               "median_d_over_s": round(float(np.median(m["d_over_s"])), 3),
+               "median_2sigma": None if protocol == "pckh" else round(float(np.median(m["two_sigma"])), 3),
+               "keypoints": int(m["r"].size)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print(f"\n{args.checkpoint}, held-out zoo (seed {EVAL_SEED}, val, GT boxes, flip test)\n")
+    print("| dataset | AP / PCKh ×100 | median r | share r < 1 | median d/s | median 2σ |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['dataset']} | {row['metric']} | {row['median_r']} | {row['share_r_below_1']} | "
+              f"{row['median_d_over_s']} | {row['median_2sigma'] if row['median_2sigma'] is not None else '-'} |")
+
+
+if __name__ == "__main__":
+    main()
