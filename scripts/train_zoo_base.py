@@ -212,6 +212,10 @@ def training_figures(run: Path, batch_size: int = 32, until: int | None = None) 
     for r in logged:  # each line covers the steps since the previous one at its logged rate
         seconds += (r["step"] - previous) * batch_size / r["samples_per_s"]
         previous = r["step"]
+    last = max((r["step"] for r in records if r["step"] <= (until or r["step"])), default=previous)
+    if logged and last > previous:  # steps after the last logged window (a run's final steps), at its rate
+        seconds += (last - previous) * batch_size / logged[-1]["samples_per_s"]
+        previous = last
     if not earlier:
         begun = "random init"
     elif earlier[-1].get("same_run"):
