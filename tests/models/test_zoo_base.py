@@ -19,10 +19,9 @@ from posebh_cli.models.checkpoint import load_model
 from posebh_cli.models.store import builtin_models
 
 FRESH_SEED = 777_001                     # never used to train anything
-# dataset -> (metric, floor); a random-weight model scores about 0 on each (test below)
-FLOORS = {"mpii": ("PCKh", 0.45), "coco": ("AP50", 0.50), "ap10k": ("AP50", 0.50),
-          "apt36k": ("AP50", 0.50)}      # shipped (step 23520): 0.647, 0.743, 0.815, 0.821; step 9000: 0.573,
-#                                          0.608, 0.500, 0.353; random: 0.012, 0, 0, 0
+# dataset -> (metric, floor). Scores on this zoo: the shipped step 23520 0.647, 0.743, 0.815, 0.821; the earlier
+# step 9000 0.573, 0.608, 0.500, 0.353; a random-weight model 0.012, 0, 0, 0 (test below)
+FLOORS = {"mpii": ("PCKh", 0.45), "coco": ("AP50", 0.50), "ap10k": ("AP50", 0.50), "apt36k": ("AP50", 0.50)}
 IMAGES = 100                             # training images per dataset; val gets 15 (MPII head boxes are in val only)
 
 
