@@ -64,6 +64,22 @@ def test_mdt_base_refuses_an_evaluation_zoo_it_trained_on():
     assert args.base == "zoo-base" and args.eval_zoo_seed == 3000
 
 
+def test_mdt_precision_reaches_every_arm_recipe(tmp_path):
+    import bench_mdt
+
+    data = {name: tmp_path / name for name in bench_mdt.MDT_DATASETS}
+
+    def precision(argv):
+        args = bench_mdt.parse_args(argv)
+        recipe = bench_mdt.make_recipe("zoo-bench-posebh.yaml", "x", data, args, seed=0, epochs=6, init=None)
+        return recipe["train"]["mixed_precision"]
+
+    assert precision([]) == "no"                            # fp32 on the CPU unless asked
+    assert precision(["--device", "cuda"]) == "bf16"
+    assert precision(["--precision", "bf16"]) == "bf16"
+    assert precision(["--device", "cuda", "--precision", "no"]) == "no"
+
+
 def test_every_script_imports_names_the_package_has():
     """The scripts import lazily, inside functions: a moved name would only fail hours into a benchmark."""
     import ast
