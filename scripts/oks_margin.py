@@ -2,6 +2,7 @@
 
     python scripts/oks_margin.py --work runs/zoo-base-work                      # the shipped zoo-base
     python scripts/oks_margin.py --work runs/zoo-base-work --checkpoint runs/x   # any checkpoint with the six heads
+    python scripts/oks_margin.py --work runs/zoo-base-work --dark              # DARK decoding for the MSRA heads
 
 AP counts a prediction when its OKS (the mean of exp(-d^2 / (2 s^2 (2 sigma)^2)) over labelled keypoints) passes
 0.5 to 0.95, so a dataset's AP is set by the ratio of the keypoint error d to its tolerance s * 2 sigma, where s^2
@@ -33,7 +34,9 @@ from posebh_cli.data.prepared import open_prepared
 from posebh_cli.evaluation import PRIMARY_METRIC, protocol_for
 from posebh_cli.evaluation.coco_oks import NO_AREA_FACTOR
 from posebh_cli.evaluation.pckh import SC_BIAS
+from posebh_cli.data.codecs import MSRAHeatmap
 from posebh_cli.inference.evaluate import evaluate_model
+from posebh_cli.inference.predictor import default_codec
 from posebh_cli.models.checkpoint import load_model
 from posebh_cli.models.store import resolve_checkpoint
 
@@ -41,9 +44,10 @@ OKS_HALF = float(np.sqrt(2 * np.log(2)))  # exp(-r^2 / 2) = 0.5 at r = 1.177
 
 
 def keypoint_margins(gt: dict, results: list[dict], sigmas: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
-    """Per labelled GT keypoint: r (error over the metric's 0.5 tolerance), d / s and 2 sigma."""
+    """Per labelled GT keypoint: r (error over the metric's 0.5 tolerance), d / s, 2 sigma, the error d in image
+    pixels and the keypoint's index in the skeleton."""
     anns = {ann["id"]: ann for ann in gt["annotations"]}
-    r, d_over_s, two_sigma = [], [], []
+    r, d_over_s, two_sigma, d_px, index = [], [], [], [], []
     for res in results:
         ann = anns[res["ann_id"]]
         truth = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
@@ -60,7 +64,20 @@ def keypoint_margins(gt: dict, results: list[dict], sigmas: np.ndarray, protocol
         r.append((d / tolerance)[labelled])
         d_over_s.append((d / s)[labelled])
         two_sigma.append((2 * sigmas)[labelled])
-    return {"r": np.concatenate(r), "d_over_s": np.concatenate(d_over_s), "two_sigma": np.concatenate(two_sigma)}
+        d_px.append(d[labelled])
+        index.append(np.flatnonzero(labelled))
+    return {"r": np.concatenate(r), "d_over_s": np.concatenate(d_over_s), "two_sigma": np.concatenate(two_sigma),
+            "d_px": np.concatenate(d_px), "index": np.concatenate(index)}
+
+
+def per_keypoint(margins: dict[str, np.ndarray], names: list[str]) -> list[tuple[str, float, float]]:
+    """(name, median r, median error in pixels) per keypoint with labels, worst median r first."""
+    rows = []
+    for k, name in enumerate(names):
+        mine = margins["index"] == k
+        if mine.any():
+            rows.append((name, float(np.median(margins["r"][mine])), float(np.median(margins["d_px"][mine]))))
+    return sorted(rows, key=lambda row: -row[1])
 
 
 def main() -> None:
@@ -70,6 +87,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the held-out zoo (reused when there)")
     parser.add_argument("--checkpoint", default="zoo-base")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dark", action="store_true",
+                        help="decode the heads trained with MSRA targets with DARK's Taylor step instead of the "
+                             "quarter-pixel step (UDP heads keep their DARK-UDP decoding)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     held_out = make_zoo(args.work.resolve(), "zoo-eval", EVAL_SEED, EVAL_SCALE)
@@ -79,21 +99,32 @@ def main() -> None:
         prepared = open_prepared(held_out / name)
         protocol = protocol_for(prepared.skeleton.name)
         results: list[dict] = []
-        metrics = evaluate_model(model, prepared, "val", name, flip=True, keep_results=results)
+        codec = default_codec(model, name)
+        if args.dark and not codec.use_udp:
+            codec = MSRAHeatmap(codec.input_size, codec.heatmap_size, codec.sigma, dark=True)
+        metrics = evaluate_model(model, prepared, "val", name, flip=True, keep_results=results, codec=codec)
         m = keypoint_margins(prepared.load_coco("val"), results, np.asarray(prepared.skeleton.sigmas), protocol)
         row = {"dataset": name, "metric": round(100 * metrics[PRIMARY_METRIC[protocol]], 1),
                "median_r": round(float(np.median(m["r"])), 2), "share_r_below_1": round(float(np.mean(m["r"] < 1)), 3),
                "median_d_over_s": round(float(np.median(m["d_over_s"])), 3),
                "median_2sigma": None if protocol == "pckh" else round(float(np.median(m["two_sigma"])), 3),
-               "keypoints": int(m["r"].size)}
+               "keypoints": int(m["r"].size),
+               "by_keypoint": [[k, round(r, 2), round(px, 1)]
+                               for k, r, px in per_keypoint(m, prepared.skeleton.keypoints)]}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    print(f"\n{args.checkpoint}, held-out zoo (seed {EVAL_SEED}, val, GT boxes, flip test)\n")
+    decoding = " (DARK decoding for the MSRA heads)" if args.dark else ""
+    print(f"\n{args.checkpoint}{decoding}, held-out zoo (seed {EVAL_SEED}, val, GT boxes, flip test)\n")
     print("| dataset | AP / PCKh ×100 | median r | share r < 1 | median d/s | median 2σ |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['dataset']} | {row['metric']} | {row['median_r']} | {row['share_r_below_1']} | "
               f"{row['median_d_over_s']} | {row['median_2sigma'] if row['median_2sigma'] is not None else '-'} |")
+    print("\nPer dataset, the three keypoints with the largest and the smallest median r (median r, median error "
+          "in image pixels):\n")
+    for row in rows:
+        cells = [f"{k} {r} ({px} px)" for k, r, px in row["by_keypoint"]]
+        print(f"- {row['dataset']}: worst {', '.join(cells[:3])}; best {', '.join(cells[-3:])}")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,9 @@ def test_oks_margin_r_below_one_is_a_keypoint_oks_above_half():
     np.testing.assert_allclose(no_area["d_over_s"], d / np.sqrt(40 * 50 * 0.53))
     pckh = oks_margin.keypoint_margins(gt, results, sigmas, "pckh")
     np.testing.assert_allclose(pckh["r"], d / (0.5 * 0.6 * 10.0))   # head box diagonal 10
+
+    # per keypoint: the unlabelled third has no row; the worst median r comes first, with its error in pixels
+    np.testing.assert_allclose(m["d_px"], d)
+    rows = oks_margin.per_keypoint(m, ["a", "b", "c"])
+    assert [name for name, _, _ in rows] == ["a", "b"] and rows[0][1] > rows[1][1]
+    assert rows[0][2] == 3.0 and rows[1][2] == 1.0

@@ -103,20 +103,22 @@ def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, da
                    flip: bool = True, batch_size: int = 32, max_images: int | None = None,
                    boxes: str | Path | list | None = None, source: str = "head", device: str | None = None,
                    recipe: dict | None = None, box_score_thr: float = 0.0,
-                   keep_results: list | None = None) -> dict[str, float]:
+                   keep_results: list | None = None, codec=None) -> dict[str, float]:
     """Metrics of `model` on `split` of a prepared dataset, predicting with the head `dataset_name`.
 
     `model` is a PoseModel or an exported model (`onnx_model.OnnxHeatmaps`, which predicts the one target its
     metadata names). `dataset_name` None picks the head whose skeleton is the dataset's. `max_images` scores only
     the first images (by id) of the split, against their own annotations. A PoseModel's train/eval mode is restored.
-    `keep_results`, a list, receives the COCO results entries that were scored.
+    `keep_results`, a list, receives the COCO results entries that were scored. `codec` replaces the one the
+    recipe names for decoding (e.g. an MSRA codec with DARK refinement).
     """
     if not isinstance(prepared, PreparedDataset):
         prepared = open_prepared(prepared)
     was_training = model.training if isinstance(model, torch.nn.Module) else None
     try:
         predictor = Predictor(model, dataset=dataset_name, skeleton=prepared.skeleton,
-                              device=device, batch_size=batch_size, flip=flip, source=source, recipe=recipe)
+                              device=device, batch_size=batch_size, flip=flip, source=source, recipe=recipe,
+                              codec=codec)
         if predictor.skeleton.keypoints != prepared.skeleton.keypoints:
             raise PosebhError(f"head '{predictor.target.name}' predicts skeleton '{predictor.skeleton.name}' but "
                               f"{prepared.root} is annotated with '{prepared.skeleton.name}'")

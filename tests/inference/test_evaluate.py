@@ -60,6 +60,23 @@ def test_gt_boxes_give_the_protocol_metrics(setup):
     assert "PCKh" in pckh and 0.0 <= pckh["PCKh"] <= 1.0
 
 
+def test_a_given_codec_decodes_instead_of_the_recipe_one(setup):
+    from posebh_cli.data.codecs import MSRAHeatmap
+
+    model, coco, _, _ = setup
+    default, quarter, dark = [], [], []
+    evaluate_model(model, coco, "val", "coco", flip=False, keep_results=default)     # the coco default: UDP
+    quarter_codec, dark_codec = MSRAHeatmap((48, 64), (12, 16)), MSRAHeatmap((48, 64), (12, 16), dark=True)
+    for codec, results in ((quarter_codec, quarter), (dark_codec, dark)):
+        evaluate_model(model, coco, "val", "coco", flip=False, keep_results=results, codec=codec)
+
+    def points(results):
+        return np.array([r["keypoints"] for r in results])
+
+    assert not np.allclose(points(quarter), points(default))
+    assert not np.allclose(points(dark), points(quarter))
+
+
 def test_detection_boxes_and_checkpoint_entry_point(setup):
     model, coco, _, root = setup
     dets = [{"image_id": 1, "category_id": 1, "bbox": [20, 10, 60, 100], "score": 0.9},
