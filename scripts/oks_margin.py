@@ -2,7 +2,7 @@
 
     python scripts/oks_margin.py --work runs/zoo-base-work                      # the shipped zoo-base
     python scripts/oks_margin.py --work runs/zoo-base-work --checkpoint runs/x   # any checkpoint with the six heads
-    python scripts/oks_margin.py --work runs/zoo-base-work --dark              # DARK decoding for the MSRA heads
+    python scripts/oks_margin.py --work runs/zoo-base-work --dark               # DARK decoding for the MSRA heads
 
 AP counts a prediction when its OKS (the mean of exp(-d^2 / (2 s^2 (2 sigma)^2)) over labelled keypoints) passes
 0.5 to 0.95, so a dataset's AP is set by the ratio of the keypoint error d to its tolerance s * 2 sigma, where s^2
