@@ -30,11 +30,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 import numpy as np
 import torch
 
+from posebh_cli.data.codecs import MSRAHeatmap
 from posebh_cli.data.prepared import open_prepared
 from posebh_cli.evaluation import PRIMARY_METRIC, protocol_for
 from posebh_cli.evaluation.coco_oks import NO_AREA_FACTOR
 from posebh_cli.evaluation.pckh import SC_BIAS
-from posebh_cli.data.codecs import MSRAHeatmap
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.inference.predictor import default_codec
 from posebh_cli.models.checkpoint import load_model
@@ -47,7 +47,7 @@ def keypoint_margins(gt: dict, results: list[dict], sigmas: np.ndarray, protocol
     """Per labelled GT keypoint: r (error over the metric's 0.5 tolerance), d / s, 2 sigma, the error d in image
     pixels and the keypoint's index in the skeleton."""
     anns = {ann["id"]: ann for ann in gt["annotations"]}
-    r, d_over_s, two_sigma, d_px, index = [], [], [], [], []
+    r, d_over_s, d_px, index = [], [], [], []
     for res in results:
         ann = anns[res["ann_id"]]
         truth = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
@@ -63,11 +63,11 @@ def keypoint_margins(gt: dict, results: list[dict], sigmas: np.ndarray, protocol
             tolerance = OKS_HALF * s * 2 * sigmas
         r.append((d / tolerance)[labelled])
         d_over_s.append((d / s)[labelled])
-        two_sigma.append((2 * sigmas)[labelled])
         d_px.append(d[labelled])
         index.append(np.flatnonzero(labelled))
-    return {"r": np.concatenate(r), "d_over_s": np.concatenate(d_over_s), "two_sigma": np.concatenate(two_sigma),
-            "d_px": np.concatenate(d_px), "index": np.concatenate(index)}
+    index = np.concatenate(index)
+    return {"r": np.concatenate(r), "d_over_s": np.concatenate(d_over_s), "two_sigma": 2 * sigmas[index],
+            "d_px": np.concatenate(d_px), "index": index}
 
 
 def per_keypoint(margins: dict[str, np.ndarray], names: list[str]) -> list[tuple[str, float, float]]:
