@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from posebh_cli.recipe import DatasetSpec, StageSpec
 from posebh_cli.errors import PosebhError
-from posebh_cli.methods.acae import ACAEConsistency, consistency_loss, soft_argmax
+from posebh_cli.methods.acae import ACAEConfig, ACAEConsistency, consistency_loss, soft_argmax
 from posebh_cli.models.acae import (ACAE, chiral_layout, default_latents, draw_latents, fit_acae, load_acae,
                                            prediction_latents, save_acae, split_latents)
 from posebh_cli.skeletons import load_skeleton
@@ -107,6 +107,18 @@ def test_consistency_is_zero_on_an_exactly_reconstructable_pose(tmp_path):
     assert consistency_loss(moved, acae.reconstruction).item() == pytest.approx(0.08 / 8, abs=1e-6)
     latents = prediction_latents(acae, {"a": pose[0].numpy()})
     np.testing.assert_allclose(latents, pose[0, :2].numpy())
+
+
+def test_a_collapsed_pose_is_a_trivial_minimum_of_the_consistency():
+    """Every joint at one point is reproduced exactly (each row of R sums to 1): the minimum the heads fall into
+    when the term outweighs the heatmaps, which is why the default weight is the seed's α in heatmap-loss units."""
+    acae = ACAE(LAYOUT, 7, 2, seed=1)
+    reconstruction = acae.decoder() @ acae.encoder()
+    poses = torch.rand(4, 33, 2)
+    collapsed = poses.mean(1, keepdim=True).expand(-1, 33, -1)
+    assert consistency_loss(poses, reconstruction).item() > 1e-2
+    assert consistency_loss(collapsed, reconstruction).item() == pytest.approx(0.0, abs=1e-6)
+    assert ACAEConfig(acae="x").weight == ACAEConfig.from_dict({"acae": "x"}).weight == 0.01
 
 
 def test_soft_argmax_finds_peaks_and_is_differentiable():
