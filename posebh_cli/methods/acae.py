@@ -11,13 +11,14 @@ codec (UDP and MSRA strides differ slightly) and is divided by the input size, t
 Images of datasets whose head the ACAE does not cover (e.g. animals under a human ACAE) get no consistency term.
 
 The weight. The seed adds its term with α = 1 to a supervised loss in the same unit (both are mean coordinate L1),
-so a unit of inconsistency costs what a unit of error costs. Here the supervised loss is heatmap MSE, about 1/100
-of the coordinate L1 it stands for (on zoo-base: a dataset's heatmap loss 5e-4 against a soft-argmax error of 0.054
-of the crop), so α = 1 reads as weight 0.01. Weight 1.0 lets the term outweigh the heatmaps 25 to 1, and the heads
-then find its trivial minimum: every joint at one point, which an affine-combining reconstruction reproduces
-exactly (rows of R sum to 1) — flat heatmaps, all joints within 0.2% of the crop, COCO AP 23 -> 0.2.
+so a unit of inconsistency costs what a unit of error costs. Here the supervised loss is heatmap MSE, about 3/100
+of the coordinate L1 it stands for (zoo-base on the human sets: heatmap loss 1.6-2.0e-3 per sample against a
+soft-argmax error of 0.054-0.13 of the crop; scripts/acae_weight.py measures it), so α = 1 reads as weight 0.03.
+Weight 1.0 lets the term outweigh the heatmaps 6 to 1, and the heads then find its trivial minimum: every joint at
+one point, which an affine-combining reconstruction reproduces exactly (rows of R sum to 1) — flat heatmaps, all
+joints within 0.2% of the crop, COCO AP 23 -> 0.2.
 
-method_config: acae (fit-acae folder, required), weight (0.01), beta (20.0), normalize (batch | dataset),
+method_config: acae (fit-acae folder, required), weight (0.03), beta (20.0), normalize (batch | dataset),
 heads (own | all; which rows the heatmap loss computes — the consistency term always runs every ACAE head).
 Stage losses: heatmap, consistency.
 """
@@ -56,7 +57,7 @@ class ACAEConfig:
     """`method_config` of an acae recipe."""
 
     acae: str  # the folder written by posebh fit-acae
-    weight: float = 0.01
+    weight: float = 0.03
     beta: float = 20.0
     normalize: str = "batch"
     heads: str = "own"
@@ -71,7 +72,7 @@ class ACAEConfig:
         if not config.get("acae"):
             raise input_error("recipe", "required: the folder written by posebh fit-acae", field="method_config.acae")
         return cls(acae=str(config["acae"]),
-                   weight=check_number(config.get("weight", 0.01), "recipe", "method_config.weight", low=0.0),
+                   weight=check_number(config.get("weight", 0.03), "recipe", "method_config.weight", low=0.0),
                    beta=check_number(config.get("beta", 20.0), "recipe", "method_config.beta", low=0.0, low_open=True),
                    normalize=check_choice(config.get("normalize", "batch"), "recipe", "method_config.normalize",
                                           NORMALIZE),

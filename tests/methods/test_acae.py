@@ -118,7 +118,7 @@ def test_a_collapsed_pose_is_a_trivial_minimum_of_the_consistency():
     collapsed = poses.mean(1, keepdim=True).expand(-1, 33, -1)
     assert consistency_loss(poses, reconstruction).item() > 1e-2
     assert consistency_loss(collapsed, reconstruction).item() == pytest.approx(0.0, abs=1e-6)
-    assert ACAEConfig(acae="x").weight == ACAEConfig.from_dict({"acae": "x"}).weight == 0.01
+    assert ACAEConfig(acae="x").weight == ACAEConfig.from_dict({"acae": "x"}).weight == 0.03
 
 
 def test_soft_argmax_finds_peaks_and_is_differentiable():

@@ -75,3 +75,28 @@ def test_acae_fine_tune_runs_and_checks_the_heads(zoo):
     with pytest.raises(PosebhError, match="fitted on head 'mpii'"):
         train_mdt(_recipe(zoo, "ac1", "acae", config, init, ("heatmap", "consistency"), datasets=("coco",)),
                   out=zoo / "ac1", max_steps=1)
+
+
+def test_acae_weight_script_measures_the_ratio_and_the_collapse(zoo, capsys, monkeypatch):
+    """scripts/acae_weight.py on the tiny zoo: one line per ACAE head with finite, positive numbers."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if not (zoo / "acae").exists():
+        pytest.skip("needs the ACAE of the fit-acae test")
+    path = Path(__file__).resolve().parents[2] / "scripts" / "acae_weight.py"
+    spec = importlib.util.spec_from_file_location("acae_weight", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    init = {"kind": "ours", "path": str(zoo / "multihead")}
+    recipe = _recipe(zoo, "acw", "acae", {"acae": str(zoo / "acae")}, init, ("heatmap", "consistency"))
+    monkeypatch.setattr(sys, "argv", ["acae_weight.py", "--recipe", str(recipe), "--images", "4"])
+    script.main()
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [r["dataset"] for r in rows] == ["coco", "mpii"]
+    for r in rows:
+        assert r["images"] == 4 and r["heatmap_loss"] > 0 and r["coord_l1"] > 0 and r["joint_spread"] > 0
+        assert r["ratio"] == pytest.approx(r["heatmap_loss"] / r["coord_l1"], rel=1e-3)
+    assert "the recipe's weight: 0.03" in lines[-1]
