@@ -5,6 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -172,6 +173,8 @@ def test_tiny_quickstart_end_to_end_and_rerun(tmp_path, one_thread, monkeypatch,
     assert all(p.is_file() for p in overlays)
     assert {p.parent.name for p in overlays} == {"zoo-coco", "zoo-ap10k", "zoo-3dpw",
                                                  "astronaut-coco", "astronaut-3dpw", "cat-ap10k"}
+    overview = cv2.imread(summary["overview"])
+    assert overview is not None and overview.shape[0] >= 6 * 160, "one row of the overview per prediction folder"
     # The held-out zoo images are predicted in their ground-truth boxes: one instance per annotated figure.
     boxes = json.loads((out / "photos" / "zoo-coco.boxes.json").read_text())
     predicted = {f.stem: len(json.loads(f.read_text())["predictions"])

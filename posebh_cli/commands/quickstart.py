@@ -288,6 +288,21 @@ def predict_photos(out: Path, run_dir: Path, fit_dir: Path, prepared: dict[str, 
     return overlays
 
 
+def write_overview(overlays: list[Path], path: Path) -> Path:
+    """All overlays in one picture, a row per prediction folder (zoo-coco, zoo-ap10k, ..., cat-ap10k)."""
+    import cv2
+
+    from posebh_cli.inference.draw import contact_sheet
+
+    rows: dict[str, list] = {}
+    for overlay in overlays:
+        rows.setdefault(overlay.parent.name, []).append(cv2.imread(str(overlay)))
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    cv2.imwrite(str(tmp), contact_sheet(list(rows.items()), tile_height=160, columns=ZOO_IMAGES))
+    tmp.replace(path)
+    return path
+
+
 def held_out_zoo_images(prepared: Path, folder: Path, count: int) -> tuple[Path, Path]:
     """The first `count` held-out images (val split, else test: 3DPW has no val) of a prepared zoo set that show
     a figure, copied into `folder`, and their ground-truth boxes as a COCO dict beside it (what
@@ -383,17 +398,19 @@ def run_quickstart(out: str | Path = "posebh-quickstart", minutes_budget: float 
     base_metrics = None if plan.base is None else evaluate_all(plan.base, prepared)
     console.rule("5/5 predict on held-out zoo images and on real photos")
     overlays = predict_photos(out, run_dir, fit_dir, prepared, console)
+    overview = write_overview(overlays, out / "predictions" / "overview.jpg")
 
     minutes = (time.perf_counter() - started) / 60
     summary = {"out": str(out), "seed": seed, "tiny": tiny, "minutes": minutes, "checkpoint": str(run_dir),
                "fitted_checkpoint": str(fit_dir), "base": None if plan.base is None else str(plan.base),
                "base_metrics": base_metrics, "metrics": metrics, f"{NEW_SKELETON}_prototypes": fit_metrics,
-               "overlays": [str(p) for p in overlays]}
+               "overlays": [str(p) for p in overlays], "overview": str(overview)}
     tmp = out / "quickstart.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     tmp.replace(out / "quickstart.json")
     console.print(results_table(metrics, fit_metrics, minutes, base_metrics))
     console.print("overlays:\n" + "\n".join(f"  {p}" for p in overlays))
+    console.print(f"all overlays in one picture: {overview}")
     console.print(f"checkpoint: {run_dir}  (try: posebh predict --checkpoint {run_dir} ...)")
     return summary
 

@@ -131,5 +131,27 @@ def heatmap_to_image(heatmap: np.ndarray, matrix: np.ndarray, input_size: tuple[
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
 
 
-__all__ = ["heatmap_to_image", "draw_pose", "draw_instances", "blend_heatmap", "colorize", "max_heatmap", "line_sizes",
-           "track_color", "draw_track"]
+def contact_sheet(rows: list[tuple[str, list[np.ndarray]]], tile_height: int = 192, columns: int = 4) -> np.ndarray:
+    """One picture of many overlays: a row per (label, images), up to `columns` images scaled to `tile_height`,
+    the label on a dark strip above them; rows are padded to the widest."""
+    strip, gap = 22, 4
+    lines = []
+    for label, images in rows:
+        tiles = [cv2.resize(im, (max(1, round(im.shape[1] * tile_height / im.shape[0])), tile_height),
+                            interpolation=cv2.INTER_AREA) for im in images[:columns]]
+        body = np.full((tile_height, max(1, sum(t.shape[1] for t in tiles) + gap * max(0, len(tiles) - 1)), 3), 32,
+                       np.uint8)
+        x = 0
+        for tile in tiles:
+            body[:, x:x + tile.shape[1]] = tile
+            x += tile.shape[1] + gap
+        head = np.full((strip, body.shape[1], 3), 32, np.uint8)
+        cv2.putText(head, label, (4, strip - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (235, 235, 235), 1, cv2.LINE_AA)
+        lines.append(np.concatenate([head, body]))
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, gap), (0, width - line.shape[1]), (0, 0)), constant_values=32) for line in lines]
+    return np.concatenate(lines)
+
+
+__all__ = ["contact_sheet", "heatmap_to_image", "draw_pose", "draw_instances", "blend_heatmap", "colorize",
+           "max_heatmap", "line_sizes", "track_color", "draw_track"]

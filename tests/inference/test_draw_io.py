@@ -31,6 +31,19 @@ def test_blend_and_paste_heatmap():
     assert pasted.shape == (40, 60) and pasted[:30, :20].min() > 0.99 and pasted[:, 30:].max() == 0
 
 
+def test_contact_sheet_puts_each_row_under_its_label_at_one_height():
+    red = np.zeros((100, 50, 3), np.uint8)
+    red[..., 0] = 255
+    wide = np.full((40, 160, 3), 200, np.uint8)
+    sheet = draw.contact_sheet([("people", [red, red, red]), ("photo", [wide])], tile_height=60, columns=2)
+    strip, gap = 22, 4
+    assert sheet.shape == (2 * (strip + 60 + gap), 240, 3)   # widest row: the photo at 240 x 60
+    assert (sheet[strip + 30, 10] == (255, 0, 0)).all() and (sheet[strip + 30, 30 + gap + 10] == (255, 0, 0)).all()
+    assert (sheet[strip + 30, 2 * 30 + 2 * gap + 5] == 32).all(), "only `columns` tiles per row"
+    assert (sheet[2 * strip + 60 + gap + 30, 200] == 200).all()
+    assert sheet[:strip].max() > 32, "the label is written on the strip"
+
+
 def test_folder_listing_skips_unreadable_images_with_a_warning(tmp_path):
     for name in ("b.png", "a.jpg"):
         io.write_image(tmp_path / name, np.full((16, 20, 3), 128, np.uint8))
