@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:  # run as `python scripts/acae_weight.py` from a c
 
 import torch
 
-from posebh_cli.data.codecs import make_codec
+from posebh_cli.data.codecs import dataset_codec
 from posebh_cli.data.dataset import TopDownDataset, collate
 from posebh_cli.data.prepared import open_prepared
 from posebh_cli.methods.acae import ACAEConsistency, consistency_loss
@@ -42,7 +42,7 @@ def measure(model, method: ACAEConsistency, spec, d: int, images: int) -> dict:
     """Heatmap loss, soft-argmax L1 error and collapse signs of head d on its dataset's first training crops."""
     h, w = model.config.img_size
     prepared = open_prepared(spec.path)
-    codec = make_codec(spec.codec, input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=spec.sigma)
+    codec = dataset_codec(spec, (h, w))
     data = TopDownDataset(prepared.instances(spec.train_split)[:images], prepared.skeleton, codec, train=False,
                           dataset_idx=d, input_size=(w, h), box_padding=spec.box_padding)
     batch = collate([data[i] for i in range(len(data))])

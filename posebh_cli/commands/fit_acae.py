@@ -56,7 +56,7 @@ def head_coordinates(model, images: Tensor, head_indices: list[int], codecs: lis
 def export_pseudo_gt(model, recipe, head_names: list[str], max_instances: int, min_score: float, use_gt: bool,
                      batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True) -> PseudoGT:
     """Predict every listed head on GT-box crops of the recipe datasets whose head is listed (no augmentation)."""
-    from posebh_cli.data.codecs import make_codec
+    from posebh_cli.data.codecs import dataset_codec
     from posebh_cli.data.dataset import normalise
     from posebh_cli.data.prepared import open_prepared
     from posebh_cli.data.topdown import affine_points, box_to_center_scale, get_warp_matrix, warp_image
@@ -64,8 +64,7 @@ def export_pseudo_gt(model, recipe, head_names: list[str], max_instances: int, m
     h, w = recipe.model.img_size
     specs = {s.name: s for s in recipe.datasets}
     head_indices = [model.datasets.index(n) for n in head_names]
-    codecs = [make_codec(specs[n].codec, input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=specs[n].sigma)
-              for n in head_names]
+    codecs = [dataset_codec(specs[n], (h, w)) for n in head_names]
     sizes = [model.skeletons[d].num_keypoints for d in head_indices]
     offsets = np.cumsum([0, *sizes])
     scale = np.array([w, h], dtype=np.float32)

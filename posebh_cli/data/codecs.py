@@ -300,3 +300,10 @@ def make_codec(name: str, **kwargs) -> _HeatmapCodec:
         raise PosebhError(f"unknown codec '{name}'; choose one of {sorted(CODECS)}")
     return CODECS[name](**kwargs)
 
+
+def dataset_codec(spec, img_size: tuple[int, int]) -> _HeatmapCodec:
+    """The codec a recipe dataset (a `DatasetSpec`: codec name, sigma) trains with at the model's input size
+    (h, w): heatmaps at a quarter of the input, as every head here outputs."""
+    h, w = img_size
+    return make_codec(spec.codec, input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=spec.sigma)
+

@@ -230,7 +230,7 @@ def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator,
     The sampler is distributed-aware (each rank takes its slice of one global order), so the loader is not
     passed through `accelerator.prepare`.
     """
-    from posebh_cli.data.codecs import make_codec
+    from posebh_cli.data.codecs import dataset_codec
     from posebh_cli.data.dataset import AugmentConfig, TopDownDataset, collate
     from posebh_cli.data.sampler import MultiDatasetSampler
 
@@ -238,7 +238,7 @@ def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator,
     h, w = recipe.model.img_size
     datasets = []
     for i, (ds, spec) in enumerate(zip(prepared, recipe.datasets)):
-        codec = make_codec(spec.codec, input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=spec.sigma)
+        codec = dataset_codec(spec, (h, w))
         augment = AugmentConfig(flip=aug.flip, half_body=aug.half_body if spec.half_body else 0.0,
                                 scale_factor=aug.scale_factor, rot_factor=aug.rot_factor)
         datasets.append(TopDownDataset(ds.instances(spec.train_split), ds.skeleton, codec, train=True,

@@ -88,7 +88,7 @@ class ACAEConsistency:
     config_class = ACAEConfig
 
     def __init__(self, model, datasets: list[DatasetSpec], config: dict, accelerator=None):
-        from posebh_cli.data.codecs import make_codec
+        from posebh_cli.data.codecs import dataset_codec
 
         parsed = ACAEConfig.from_dict(config)
         self.weight, self.beta, self.normalize, self.heads = parsed.weight, parsed.beta, parsed.normalize, parsed.heads
@@ -105,7 +105,7 @@ class ACAEConsistency:
         # head d for recipe dataset d).
         scales = []
         for d in self.head_indices:
-            codec = make_codec(datasets[d].codec, input_size=(w, h), heatmap_size=(w // 4, h // 4))
+            codec = dataset_codec(datasets[d], (h, w))
             scales.append(torch.tensor(codec.scale) / torch.tensor([w, h], dtype=torch.float32))
         self.pixel_scale = torch.cat([s.expand(core.skeletons[d].num_keypoints, 2)
                                       for s, d in zip(scales, self.head_indices)])  # [J, 2]
