@@ -18,6 +18,12 @@ shipped copy's weights at its step (fresh optimizer moments) instead of step 0, 
 A run stopped mid-schedule is still at its high learning rate. `--anneal N` ships (or with `--score` only
 scores) a branch instead: the run's last state trained N more steps at the recipe's final learning rate, in
 <work>/runs/zoo-base-anneal, while the run itself is left as it was, to continue at its own rate.
+
+Under- or overfitting? `--score --train-gap` also scores the model on its own training images: the training zoo's
+seed at scale 0.25 synthesizes the first twelfth of the very images it trained on (every image is seeded by seed,
+dataset, split and index), in <work>/zoo-train-slice. Equal scores there and on the held-out zoo mean the model
+underfits (more samples or capacity help, more distinct images do not). MPII is left out: its training
+annotations carry no head box, which PCKh needs, as in the real set.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ if str(REPO) not in sys.path:  # run as `python scripts/train_zoo_base.py` from 
 MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 TRAIN_SEED, TRAIN_SCALE = 1000, 3.0       # the zoo the model is trained on
 EVAL_SEED, EVAL_SCALE = 2000, 0.5         # the held-out zoo of the card (never used for training)
+TRAIN_SLICE_SCALE = 0.25                  # --train-gap: the first images of the training zoo, resynthesized
 RECIPE = "zoo-base"
 SHIP_DIR = REPO / "posebh_cli" / "weights" / "zoo-base"
 
@@ -239,13 +246,13 @@ def _run_precision(run: Path) -> str:
     return str(read_yaml(run / "recipe.yaml", "recipe file").get("train", {}).get("mixed_precision", "no"))
 
 
-def score(run: Path, prepared: Path) -> dict[str, dict]:
-    """Every MDT dataset's val metrics with its own head: GT boxes, flip test."""
+def score(run: Path, prepared: Path, split: str = "val", datasets=MDT_DATASETS) -> dict[str, dict]:
+    """Each dataset's metrics on `split` with its own head: GT boxes, flip test."""
     from posebh_cli.data.prepared import open_prepared
     from posebh_cli.inference.evaluate import evaluate_model
     model, recipe = model_of_run(run)
-    return {d: evaluate_model(model, open_prepared(prepared / d), "val", d, flip=True, recipe=recipe)
-            for d in MDT_DATASETS}
+    return {d: evaluate_model(model, open_prepared(prepared / d), split, d, flip=True, recipe=recipe)
+            for d in datasets}
 
 
 def model_of_run(run: Path):
@@ -365,6 +372,8 @@ def main() -> None:
     parser.add_argument("--anneal", type=int, default=None, metavar="STEPS",
                         help="ship/score a branch: the run's last state trained STEPS more steps at the final lr")
     parser.add_argument("--score", action="store_true", help="print the held-out scores without shipping")
+    parser.add_argument("--train-gap", action="store_true",
+                        help="with --score: also score the model on its own training images (see above)")
     parser.add_argument("--precision", choices=["no", "bf16"], default=None,
                         help="train.mixed_precision for this training segment (bf16 autocast: about 1.5x the "
                              "samples per CPU-second on a CPU with AVX-512 BF16); recorded per segment in the card")
@@ -384,6 +393,11 @@ def main() -> None:
         if args.score:
             x100 = {d: round(100 * m[main_metric(m)], 1) for d, m in scores.items()}
             print(json.dumps({"run": str(run), "step": last_saved_step(run), "x100": x100}))
+            if args.train_gap:
+                own = make_zoo(work, "zoo-train-slice", TRAIN_SEED, TRAIN_SLICE_SCALE)
+                own_scores = score(run, own, "train", [d for d in MDT_DATASETS if d != "mpii"])
+                print(json.dumps({"own_training_images_x100":
+                                  {d: round(100 * m[main_metric(m)], 1) for d, m in own_scores.items()}}))
             return
         out = ship(run, scores, training_figures(run))
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))

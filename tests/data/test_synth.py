@@ -61,6 +61,20 @@ def test_same_seed_same_bytes_other_seed_other_images(zoo, tmp_path):
     assert not list(tmp_path.glob(".*tmp*")), "temporary folders are renamed or removed"
 
 
+def test_a_larger_zoo_of_the_same_seed_starts_with_the_same_images(zoo, tmp_path):
+    """Every image is seeded by (seed, dataset, split, index), so a smaller zoo holds the first images of a larger
+    one: what `scripts/train_zoo_base.py --train-gap` relies on to score a model on its own training images."""
+    larger = tmp_path / "larger"
+    synth_zoo(larger, seed=0, sizes={"coco": 5, "aic": 5}, image_size=SIZE, datasets=["coco", "aic"], workers=1,
+              progress=False)
+    for name in ("coco", "aic"):
+        small = sorted(p.relative_to(zoo / name) for p in (zoo / name).rglob("*.jpg"))
+        large = {p.relative_to(larger / name) for p in (larger / name).rglob("*.jpg")}
+        assert small and set(small) < large
+        for rel in small:
+            assert (zoo / name / rel).read_bytes() == (larger / name / rel).read_bytes(), rel
+
+
 def test_coco_native_files_and_ground_truth(zoo):
     sk = load_skeleton("coco")
     gt = _gt(zoo, "coco")
