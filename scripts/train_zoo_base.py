@@ -19,9 +19,16 @@ A run stopped mid-schedule is still at its high learning rate. `--anneal N` ship
 scores) a branch instead: the run's last state trained N more steps at the recipe's final learning rate, in
 <work>/runs/zoo-base-anneal, while the run itself is left as it was, to continue at its own rate.
 
+The held-out zoo is synthesized at scale 2 so that its val split holds enough figures for a stable AP on the small
+sets (101 AP-10K and 130 APT-36K figures; at scale 0.5, with 31 and 60, a dataset's score moved by up to 25 AP
+with the sample). `--rescore` scores the shipped copy again and rewrites only its card's scores (weights and training
+record kept):
+
+    python scripts/train_zoo_base.py --work runs/zoo-base-work --rescore
+
 Under- or overfitting? `--score --train-gap` also scores the model on its own training images: the training zoo's
 seed at scale 0.25 synthesizes the first twelfth of the very images it trained on (every image is seeded by seed,
-dataset, split and index), in <work>/zoo-train-slice. Equal scores there and on the held-out zoo mean the model
+dataset, split and index), in <work>/zoo-seed1000-x0.25. Equal scores there and on the held-out zoo mean the model
 underfits (more samples or capacity help, more distinct images do not). MPII is left out: its training
 annotations carry no head box, which PCKh needs, as in the real set.
 """
@@ -41,7 +48,7 @@ if str(REPO) not in sys.path:  # run as `python scripts/train_zoo_base.py` from 
 
 MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 TRAIN_SEED, TRAIN_SCALE = 1000, 3.0       # the zoo the model is trained on
-EVAL_SEED, EVAL_SCALE = 2000, 0.5         # the held-out zoo of the card (never used for training)
+EVAL_SEED, EVAL_SCALE = 2000, 2.0         # the held-out zoo of the card (never used for training)
 TRAIN_SLICE_SCALE = 0.25                  # --train-gap: the first images of the training zoo, resynthesized
 RECIPE = "zoo-base"
 SHIP_DIR = REPO / "posebh_cli" / "weights" / "zoo-base"
@@ -51,6 +58,11 @@ def posebh(*args: str, cwd: Path) -> None:
     command = [sys.executable, "-m", "posebh_cli.cli", *args]
     print("$ posebh " + " ".join(args), flush=True)
     subprocess.run(command, cwd=cwd, check=True)
+
+
+def held_out_name(seed: int, scale: float) -> str:
+    """The folder of a scoring zoo, named by what makes it, so that a zoo of other settings is never reused."""
+    return f"zoo-seed{seed}-x{scale:g}"
 
 
 def make_zoo(work: Path, name: str, seed: int, scale: float) -> Path:
@@ -279,8 +291,9 @@ def model_of_run(run: Path):
     return model.eval(), recipe.to_dict()
 
 
-def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR) -> Path:
-    """fp16 weights + model.json + README.md card into the package (weights are cast back to fp32 on load)."""
+def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: dict | None = None) -> Path:
+    """fp16 weights + model.json + README.md card into the package (weights are cast back to fp32 on load).
+    `trained`: the card's commit and machine when they are not this checkout's (a rescored shipped copy)."""
     import torch
     from safetensors.torch import save_file
 
@@ -294,7 +307,7 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR) -> Path:
             "eval_zoo": {"seed": EVAL_SEED, "scale": EVAL_SCALE, "split": "val", "boxes": "ground truth",
                          "flip_test": True},
             "commit": _commit(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-            **figures, "scores": scores}
+            **(trained or {}), **figures, "scores": scores}
     meta["extra"] = dict(meta.get("extra") or {}, card=card)
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(checkpoint_meta(model, meta.get("recipe"), meta["extra"]), indent=2)
@@ -326,7 +339,8 @@ def card_markdown(card: dict) -> str:
         *segment_lines(card.get("segments") or []),
         "- weights: fp16 (cast to fp32 on load)",
         "",
-        f"Held-out scores: a zoo synthesized with seed {card['eval_zoo']['seed']} (never used for training), "
+        f"Held-out scores: a zoo synthesized with seed {card['eval_zoo']['seed']} at scale "
+        f"{card['eval_zoo']['scale']} (never used for training), "
         "val split, ground-truth boxes, flip test (x100):",
         "",
         "| dataset | metric | value |",
@@ -372,6 +386,8 @@ def main() -> None:
     parser.add_argument("--anneal", type=int, default=None, metavar="STEPS",
                         help="ship/score a branch: the run's last state trained STEPS more steps at the final lr")
     parser.add_argument("--score", action="store_true", help="print the held-out scores without shipping")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the shipped copy on the held-out zoo and rewrite its card's scores")
     parser.add_argument("--train-gap", action="store_true",
                         help="with --score: also score the model on its own training images (see above)")
     parser.add_argument("--precision", choices=["no", "bf16"], default=None,
@@ -380,6 +396,15 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        card = json.loads((SHIP_DIR / "card.json").read_text())
+        scores = score(SHIP_DIR, make_zoo(work, held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE))
+        kept = ("steps", "samples_seen", "train_hours", "segments")
+        ship(SHIP_DIR, scores, {k: card[k] for k in kept if k in card},
+             trained={"commit": card["commit"], "machine": card["machine"]})
+        print(json.dumps({"rescored": str(SHIP_DIR), "x100": {d: round(100 * m[main_metric(m)], 1)
+                                                              for d, m in scores.items()}}))
+        return
     if args.run is None:
         make_zoo(work, "zoo-base", TRAIN_SEED, TRAIN_SCALE)
         run = train(work, args.threads, args.continue_shipped, args.precision)
@@ -388,13 +413,14 @@ def main() -> None:
     if args.anneal:
         run = anneal(run, work, args.anneal, args.precision)
     if args.ship or args.score:
-        held_out = make_zoo(work, "zoo-eval", EVAL_SEED, EVAL_SCALE)
+        held_out = make_zoo(work, held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE)
         scores = score(run, held_out)
         if args.score:
             x100 = {d: round(100 * m[main_metric(m)], 1) for d, m in scores.items()}
             print(json.dumps({"run": str(run), "step": last_saved_step(run), "x100": x100}))
             if args.train_gap:
-                own = make_zoo(work, "zoo-train-slice", TRAIN_SEED, TRAIN_SLICE_SCALE)
+                own = make_zoo(work, held_out_name(TRAIN_SEED, TRAIN_SLICE_SCALE), TRAIN_SEED,
+                               TRAIN_SLICE_SCALE)
                 own_scores = score(run, own, "train", [d for d in MDT_DATASETS if d != "mpii"])
                 print(json.dumps({"own_training_images_x100":
                                   {d: round(100 * m[main_metric(m)], 1) for d, m in own_scores.items()}}))
