@@ -24,7 +24,7 @@ from posebh_cli.files import is_main_process, read_yaml
 
 METHOD_NAMES = ("multihead", "posebh", "acae", "distill")
 INIT_KINDS = ("none", "vitpose_plus", "posebh", "mae", "ours", "transfer")
-CODECS = ("udp", "msra")
+CODECS = ("udp", "msra", "dark")
 OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("no", "fp16", "bf16")
 GROUPS = ("backbone", "heads", "embedding")  # what a stage can make trainable

@@ -1,6 +1,7 @@
 """Heatmap codecs: keypoints in input pixels <-> Gaussian heatmaps.
 
-Two codecs, as in ViTPose++/PoseBH (one per dataset, chosen in the recipe):
+Two codecs, as in ViTPose++/PoseBH (one per dataset, chosen in the recipe by name: "msra", "udp", or "dark": MSRA
+with both of DARK's changes, as mmpose's `MSRAHeatmap(unbiased=True)`):
 
 * `MSRAHeatmap` - heatmap pixel u = x / stride with stride = input / heatmap (4 for 192x256 -> 48x64).
   Encoding puts the Gaussian peak on the integer pixel int(u + 0.5) (or on the sub-pixel u with
@@ -17,6 +18,8 @@ Decoding accepts numpy or torch [B, K, h, w] and works on whole batches at once 
 device); numpy input gives numpy output.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import torch
@@ -291,11 +294,16 @@ class UDPHeatmap(_HeatmapCodec):
         return refine_dark_udp(heatmaps, coords, self.blur_kernel_size, self.guarded_newton)
 
 
-CODECS: dict[str, type[_HeatmapCodec]] = {"msra": MSRAHeatmap, "udp": UDPHeatmap}
+def dark_heatmap(**kwargs) -> MSRAHeatmap:
+    """DARK: MSRA heatmaps with the Gaussian peak on the sub-pixel point and the Taylor-step decoding."""
+    return MSRAHeatmap(unbiased=True, dark=True, **kwargs)
+
+
+CODECS: dict[str, Callable[..., _HeatmapCodec]] = {"msra": MSRAHeatmap, "dark": dark_heatmap, "udp": UDPHeatmap}
 
 
 def make_codec(name: str, **kwargs) -> _HeatmapCodec:
-    """A codec by recipe name ("msra" or "udp"); keyword arguments go to its constructor."""
+    """A codec by recipe name ("msra", "dark" or "udp"); keyword arguments go to its constructor."""
     if name not in CODECS:
         raise PosebhError(f"unknown codec '{name}'; choose one of {sorted(CODECS)}")
     return CODECS[name](**kwargs)

@@ -122,8 +122,16 @@ def test_make_codec():
     assert isinstance(make_codec("udp"), UDPHeatmap)
     codec = make_codec("msra", sigma=3.0, dark=True)
     assert isinstance(codec, MSRAHeatmap) and codec.sigma == 3.0 and codec.dark and not codec.use_udp
-    with pytest.raises(PosebhError, match="unknown codec 'dark'"):
-        make_codec("dark")
+    dark = make_codec("dark", sigma=3.0)
+    assert isinstance(dark, MSRAHeatmap) and dark.sigma == 3.0 and dark.unbiased and dark.dark
+    with pytest.raises(PosebhError, match="unknown codec 'simcc'"):
+        make_codec("simcc")
+
+
+def test_recipes_accept_every_codec_name():
+    from posebh_cli.data.codecs import CODECS
+    from posebh_cli.recipe import CODECS as RECIPE_CODECS
+    assert set(RECIPE_CODECS) == set(CODECS)
 
 
 @pytest.mark.parametrize("codec", [MSRAHeatmap(dark=True, guarded_newton=True), UDPHeatmap(guarded_newton=True)])
