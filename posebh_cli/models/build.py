@@ -14,7 +14,7 @@ from torch import nn
 from posebh_cli.errors import PosebhError, input_error
 from posebh_cli.models.checkpoint import head_channels_of, load_model
 from posebh_cli.models.pose_model import PoseModel
-from posebh_cli.models.transfer import init_transfer
+from posebh_cli.models.transfer import init_transfer, resize_pos_table
 from posebh_cli.recipe import InitSpec, Recipe
 from posebh_cli.skeletons import Skeleton
 
@@ -56,9 +56,14 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> int:
 
     Heads and experts are matched by dataset name, not position, so a recipe may list the checkpoint's datasets
     in another order or only some of them. The prototype bank is copied only when the dataset lists are equal.
+    A recipe at another input size gets the position table interpolated to its token grid (as a ViT is fine-tuned
+    at a higher resolution).
     """
     source_model = load_model(path)
     source, own = source_model.state_dict(), model.state_dict()
+    if source["backbone.pos_embed"].shape != own["backbone.pos_embed"].shape:
+        source["backbone.pos_embed"] = resize_pos_table(source["backbone.pos_embed"], source_model.backbone.grid_size,
+                                                        model.backbone.grid_size)
     source_index = {name: i for i, name in enumerate(source_model.datasets)}
     matched = {}
     for key, value in own.items():

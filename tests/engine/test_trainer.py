@@ -161,6 +161,26 @@ def test_two_process_torchrun_on_cpu(tiny, tmp_path):
     assert [line["step"] for line in lines] == [1, 2]
 
 
+def test_init_from_checkpoint_at_another_input_size_interpolates_the_position_table(tmp_path):
+    from posebh_cli.models.build import init_from_checkpoint
+    from posebh_cli.models.checkpoint import save_checkpoint
+    from posebh_cli.models.pose_model import PoseModel
+    from posebh_cli.models.transfer import resize_pos_table
+    from posebh_cli.skeletons import load_skeleton
+
+    source = PoseModel("vit_pico", ["coco"], [load_skeleton("coco")], img_size=(64, 48))
+    with torch.no_grad():
+        source.backbone.pos_embed.normal_()
+    save_checkpoint(source, tmp_path / "ckpt")
+    target = PoseModel("vit_pico", ["coco"], [load_skeleton("coco")], img_size=(96, 64))
+    init_from_checkpoint(target, tmp_path / "ckpt")
+    assert target.backbone.grid_size != source.backbone.grid_size
+    expected = resize_pos_table(source.backbone.pos_embed.detach(), source.backbone.grid_size,
+                                target.backbone.grid_size)
+    assert torch.allclose(target.backbone.pos_embed.detach(), expected)
+    assert torch.equal(target.heads[0].final_layer.weight, source.heads[0].final_layer.weight)
+
+
 def test_init_from_checkpoint_matches_heads_and_experts_by_dataset_name(tmp_path):
     from posebh_cli.models.build import init_from_checkpoint
     from posebh_cli.models.checkpoint import save_checkpoint
