@@ -122,3 +122,27 @@ def test_oks_margin_r_below_one_is_a_keypoint_oks_above_half():
     rows = oks_margin.per_keypoint(m, ["a", "b", "c"])
     assert [name for name, _, _ in rows] == ["a", "b"] and rows[0][1] > rows[1][1]
     assert rows[0][2] == 3.0 and rows[1][2] == 1.0
+
+
+def test_continue_zoo_base_grows_depth_without_changing_the_output_and_writes_valid_recipes():
+    import continue_zoo_base as cz
+
+    from posebh_cli.models.pose_model import PoseModel
+    from posebh_cli.recipe import recipe_from_dict
+    from posebh_cli.skeletons import load_skeleton
+
+    names = ["coco", "ap10k"]
+    source = PoseModel("vit_pico", names, [load_skeleton(n) for n in names], img_size=(64, 48)).eval()
+    grown = cz.grow_depth(source, "vit_tiny")
+    assert len(grown.backbone.blocks) == 3 * len(source.backbone.blocks)
+    images, index = torch.randn(2, 3, 64, 48), torch.tensor([0, 1])
+    with torch.no_grad():
+        before, after = source(images, index)["heatmaps"], grown(images, index)["heatmaps"]
+        for a, b in zip(before, after):
+            torch.testing.assert_close(a, b)
+        grown.backbone.blocks[1].attn.proj.weight.normal_()   # a new block that is not identity shows
+        assert not torch.allclose(grown(images, index)["heatmaps"][0], before[0])
+    for arm in cz.ARMS:
+        recipe = recipe_from_dict(cz.arm_recipe(arm, Path("init"), epochs=3, low_epochs=1, lr=3e-4), check_paths=False)
+        assert [s.lr for s in recipe.stages] == pytest.approx([3e-4, 3e-5])
+        assert recipe.model.init.kind == "ours" and recipe.model.arch == cz.ARMS[arm][0]
