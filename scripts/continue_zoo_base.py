@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from train_zoo_base import (EVAL_SCALE, EVAL_SEED, SHIP_DIR, TRAIN_SCALE, TRAIN_SEED, held_out_name,  # noqa: E402
-                            main_metric, make_zoo, posebh, score)
+from train_zoo_base import (RECIPE, SHIP_DIR, TRAIN_SCALE, TRAIN_SEED, held_out_zoo, make_zoo, posebh,  # noqa: E402
+                            score, x100)
 
 ARMS = {"pico": ("vit_pico", [256, 192]), "tiny": ("vit_tiny", [256, 192]), "hires": ("vit_pico", [384, 288])}
 
@@ -72,7 +72,8 @@ def grow_depth(source, arch: str):
 
 def arm_recipe(arm: str, init: Path, epochs: int, low_epochs: int, lr: float) -> dict:
     """The bundled zoo-base recipe continued from `init` with this arm's model and the two-rate schedule."""
-    recipe = yaml.safe_load((REPO / "posebh_cli" / "recipes" / "zoo-base.yaml").read_text())
+    from posebh_cli.recipe import find_recipe
+    recipe = yaml.safe_load(find_recipe(RECIPE).read_text())
     arch, img_size = ARMS[arm]
     recipe["name"] = f"zoo-base-continued-{arm}"
     recipe["model"].update(arch=arch, img_size=img_size, init={"kind": "ours", "path": str(init)})
@@ -112,9 +113,7 @@ def main() -> None:
     if not (run / "model.json").is_file():
         resume = ["--resume"] if (run / "state").is_dir() else []
         posebh("train-mdt", "--recipe", str(recipe_file), "--out", str(run), *resume, cwd=work)
-    scores = score(run, make_zoo(work, held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE))
-    print(json.dumps({"arm": args.arm, "run": str(run),
-                      "x100": {d: round(100 * m[main_metric(m)], 1) for d, m in scores.items()}}))
+    print(json.dumps({"arm": args.arm, "run": str(run), "x100": x100(score(run, held_out_zoo(work)))}))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def per_keypoint(margins: dict[str, np.ndarray], names: list[str]) -> list[tuple
 
 
 def main() -> None:
-    from train_zoo_base import EVAL_SCALE, EVAL_SEED, MDT_DATASETS, held_out_name, make_zoo
+    from train_zoo_base import EVAL_SEED, MDT_DATASETS, held_out_zoo
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="folder for the held-out zoo (reused when there)")
@@ -92,7 +92,7 @@ def main() -> None:
                              "quarter-pixel step (UDP heads keep their DARK-UDP decoding)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    held_out = make_zoo(args.work.resolve(), held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE)
+    held_out = held_out_zoo(args.work.resolve())
     model = load_model(resolve_checkpoint(args.checkpoint)).eval()
     rows = []
     for name in MDT_DATASETS:

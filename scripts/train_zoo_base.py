@@ -65,6 +65,11 @@ def held_out_name(seed: int, scale: float) -> str:
     return f"zoo-seed{seed}-x{scale:g}"
 
 
+def held_out_zoo(work: Path) -> Path:
+    """The card's held-out zoo (prepared datasets), made in `work` when missing."""
+    return make_zoo(work, held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE)
+
+
 def make_zoo(work: Path, name: str, seed: int, scale: float) -> Path:
     """Synthesize and prepare the six MDT datasets under work/name (skipped where they exist)."""
     native, prepared = work / name / "native", work / name / "prepared"
@@ -355,6 +360,11 @@ def main_metric(metrics: dict) -> str:
     return "PCKh" if "PCKh" in metrics else "AP"
 
 
+def x100(scores: dict[str, dict]) -> dict[str, float]:
+    """Each dataset's main metric x100, one decimal: what the script prints."""
+    return {d: round(100 * m[main_metric(m)], 1) for d, m in scores.items()}
+
+
 def segment_lines(segments: list[dict]) -> list[str]:
     """One line per training segment: a run longer than one machine's life continues from the shipped copy, and
     a resume may change the precision (fp32 is "no")."""
@@ -398,12 +408,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.rescore:
         card = json.loads((SHIP_DIR / "card.json").read_text())
-        scores = score(SHIP_DIR, make_zoo(work, held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE))
+        scores = score(SHIP_DIR, held_out_zoo(work))
         kept = ("steps", "samples_seen", "train_hours", "segments")
         ship(SHIP_DIR, scores, {k: card[k] for k in kept if k in card},
              trained={"commit": card["commit"], "machine": card["machine"]})
-        print(json.dumps({"rescored": str(SHIP_DIR), "x100": {d: round(100 * m[main_metric(m)], 1)
-                                                              for d, m in scores.items()}}))
+        print(json.dumps({"rescored": str(SHIP_DIR), "x100": x100(scores)}))
         return
     if args.run is None:
         make_zoo(work, "zoo-base", TRAIN_SEED, TRAIN_SCALE)
@@ -413,17 +422,14 @@ def main() -> None:
     if args.anneal:
         run = anneal(run, work, args.anneal, args.precision)
     if args.ship or args.score:
-        held_out = make_zoo(work, held_out_name(EVAL_SEED, EVAL_SCALE), EVAL_SEED, EVAL_SCALE)
-        scores = score(run, held_out)
+        scores = score(run, held_out_zoo(work))
         if args.score:
-            x100 = {d: round(100 * m[main_metric(m)], 1) for d, m in scores.items()}
-            print(json.dumps({"run": str(run), "step": last_saved_step(run), "x100": x100}))
+            print(json.dumps({"run": str(run), "step": last_saved_step(run), "x100": x100(scores)}))
             if args.train_gap:
                 own = make_zoo(work, held_out_name(TRAIN_SEED, TRAIN_SLICE_SCALE), TRAIN_SEED,
                                TRAIN_SLICE_SCALE)
                 own_scores = score(run, own, "train", [d for d in MDT_DATASETS if d != "mpii"])
-                print(json.dumps({"own_training_images_x100":
-                                  {d: round(100 * m[main_metric(m)], 1) for d, m in own_scores.items()}}))
+                print(json.dumps({"own_training_images_x100": x100(own_scores)}))
             return
         out = ship(run, scores, training_figures(run))
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))
