@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base-seed", type=int, default=0, help="training seed of the base run")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every arm after the base run")
     p.add_argument("--arch", default="vit_pico", help="backbone (vit_pico, vit_tiny, vit_small, vit_base, ...)")
-    p.add_argument("--img-size", default="256x192", help="model input HEIGHTxWIDTH (at 128x96 a pico model plateaus early)")
+    p.add_argument("--img-size", default=None,
+                   help="model input HEIGHTxWIDTH (default: the --base model's, else 256x192; at 128x96 a pico "
+                        "model plateaus early)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=1, help="data-loader workers")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -113,7 +115,12 @@ def make_recipe(template: str, name: str, data: dict[str, Path], args, seed: int
 
     raw = yaml.safe_load((RECIPES / template).read_text())
     raw["name"] = name
-    h, w = (int(v) for v in args.img_size.lower().split("x"))
+    if args.img_size:
+        h, w = (int(v) for v in args.img_size.lower().split("x"))
+    elif init is not None:   # an arm continues its base at the base's input size
+        h, w = json.loads((Path(init) / "model.json").read_text())["config"]["img_size"]
+    else:
+        h, w = 256, 192
     raw["model"].update(arch=args.arch, img_size=[h, w])
     raw["model"]["init"] = {"kind": "ours", "path": str(init)} if init else {"kind": "none"}
     for ds in raw["datasets"]:

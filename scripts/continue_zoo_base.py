@@ -1,7 +1,9 @@
-"""What buys learning from the shipped zoo base on a CPU: more samples, more depth, or more tokens?
+"""What buys learning from the first-stage zoo base on a CPU: more samples, more depth, or more tokens?
 
-Each arm continues `zoo-base` (the zoo's ViTPose++, vit_pico at 256x192) on its own training zoo with the bundled
-`zoo-base` recipe changed in one thing, then scores it on the card's held-out zoo:
+Each arm continues the first stage of `zoo-base` (the zoo's ViTPose++ of recipe `zoo-base`, vit_pico at 256x192:
+<work>/zoo-base-256, which `scripts/train_zoo_base.py --work <work>` makes) on its own training zoo with the bundled
+`zoo-base` recipe changed in one thing, then scores it on the card's held-out zoo. The hires arm won and became the
+shipped model's second stage (recipe `zoo-base-384`: the hires arm with --epochs 6 --low-epochs 2).
 
     python scripts/continue_zoo_base.py --work runs/cont --arm pico  --epochs 7 --low-epochs 2  # same model
     python scripts/continue_zoo_base.py --work runs/cont --arm tiny  --epochs 3 --low-epochs 1  # 12 blocks
@@ -33,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from train_zoo_base import (RECIPE, SHIP_DIR, TRAIN_SCALE, TRAIN_SEED, held_out_zoo, make_zoo, posebh,  # noqa: E402
-                            score, x100)
+from train_zoo_base import (FIRST_STAGE, RECIPE, TRAIN_SCALE, TRAIN_SEED, first_stage_model, held_out_zoo,  # noqa: E402
+                            make_zoo, posebh, score, x100)
 
 ARMS = {"pico": ("vit_pico", [256, 192]), "tiny": ("vit_tiny", [256, 192]), "hires": ("vit_pico", [384, 288])}
 
@@ -100,12 +102,15 @@ def main() -> None:
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     make_zoo(work, "zoo-base", TRAIN_SEED, TRAIN_SCALE)
-    init = SHIP_DIR
+    init = first_stage_model(work)
+    if init is None:
+        raise SystemExit(f"no first-stage zoo-base model (256x192) in {work / FIRST_STAGE}: "
+                         f"python scripts/train_zoo_base.py --work {work} makes it")
     if args.arm == "tiny":
         from posebh_cli.models.checkpoint import load_model, save_checkpoint
         init = work / "zoo-base-grown-vit_tiny"
         if not (init / "model.json").is_file():
-            save_checkpoint(grow_depth(load_model(SHIP_DIR), "vit_tiny"), init)
+            save_checkpoint(grow_depth(load_model(first_stage_model(work)), "vit_tiny"), init)
     run = work / "runs" / args.arm
     recipe_file = work / f"{args.arm}.yaml"
     recipe_file.write_text(yaml.safe_dump(arm_recipe(args.arm, init, args.epochs, args.low_epochs, args.lr),

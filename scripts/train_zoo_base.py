@@ -1,23 +1,30 @@
-"""Reproduce the shipped zoo base model (`zoo-base`): the zoo's ViTPose++, i.e. the multi-head baseline trained
-with the bundled `zoo-base` recipe on the six MDT datasets of the synthetic zoo.
+"""Reproduce the shipped zoo base model (`zoo-base`): the zoo's ViTPose++, i.e. the multi-head baseline trained on
+the six MDT datasets of the synthetic zoo in two stages with bundled recipes:
 
-    python scripts/train_zoo_base.py --work runs/zoo-base-work            # synth + prepare + train (resumes)
+1. `zoo-base`: vit_pico at 256x192 from random init, 40 epochs (runs/zoo-base); its model is written as fp16 with
+   a scored card to <work>/zoo-base-256, exactly as it would ship;
+2. `zoo-base-384`: that model continued at 384x288 for 6 epochs (runs/zoo-base-384), the position table
+   interpolated to the new token grid (on the zoo, token resolution buys the most per CPU-minute).
+
+    python scripts/train_zoo_base.py --work runs/zoo-base-work            # synth + prepare + both stages (resumes)
     python scripts/train_zoo_base.py --work runs/zoo-base-work --ship     # + score on a fresh zoo, write the
                                                                           #   package's posebh_cli/weights/zoo-base
+    python scripts/train_zoo_base.py --work runs/zoo-base-work --first-stage --score   # the first stage alone
 
 Every step is the command a user would type (`posebh synth`, `posebh prepare-data`, `posebh train-mdt`), run in
 `--work`; a step whose output exists is skipped and an interrupted training continues with `--resume`, so the
 script can be run again after any interruption. `--ship` scores the final model on a zoo synthesized with a
 seed never used for training (val split, GT boxes, flip test) and writes fp16 weights, model.json and a card.
 
-The full run takes longer than one machine lives here; `--continue-shipped` starts a new run folder from the
-shipped copy's weights at its step (fresh optimizer moments) instead of step 0, and the card lists the segments:
+The first stage takes longer than one machine lives here; `--continue-shipped` starts its run folder from a
+first-stage copy's weights at its step (<work>/zoo-base-256, else the package's copy when it is one; fresh optimizer
+moments) instead of step 0, and the card lists the segments:
 
     python scripts/train_zoo_base.py --work runs/zoo-base-work --continue-shipped   # then --ship as above
 
-A run stopped mid-schedule is still at its high learning rate. `--anneal N` ships (or with `--score` only
-scores) a branch instead: the run's last state trained N more steps at the recipe's final learning rate, in
-<work>/runs/zoo-base-anneal, while the run itself is left as it was, to continue at its own rate.
+A first stage stopped mid-schedule is still at its high learning rate. `--anneal N` uses a branch instead: the
+run's last state trained N more steps at the recipe's final learning rate, in <work>/runs/zoo-base-anneal, while
+the run itself is left as it was, to continue at its own rate.
 
 The held-out zoo is synthesized at scale 2 so that its val split holds enough figures for a stable AP on the small
 sets (101 AP-10K and 130 APT-36K figures; at scale 0.5, with 31 and 60, a dataset's score moved by up to 25 AP
@@ -50,7 +57,9 @@ MDT_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "coco_wholebody")
 TRAIN_SEED, TRAIN_SCALE = 1000, 3.0       # the zoo the model is trained on
 EVAL_SEED, EVAL_SCALE = 2000, 2.0         # the held-out zoo of the card (never used for training)
 TRAIN_SLICE_SCALE = 0.25                  # --train-gap: the first images of the training zoo, resynthesized
-RECIPE = "zoo-base"
+RECIPE = "zoo-base"                       # first stage: 256x192 from random init
+HIRES_RECIPE = "zoo-base-384"             # second stage: the first stage's model continued at 384x288
+FIRST_STAGE = "zoo-base-256"              # in --work: the first stage's model as fp16 with its card, the 2nd's init
 SHIP_DIR = REPO / "posebh_cli" / "weights" / "zoo-base"
 
 
@@ -182,12 +191,10 @@ def seed_from_shipped(run: Path, work: Path) -> bool:
     from posebh_cli.recipe import find_recipe
     from posebh_cli.methods import load_recipe
 
-    card_file = SHIP_DIR / "card.json"
-    if not card_file.is_file():
+    source = first_stage_model(work)
+    if source is None:
         return False
-    card = json.loads(card_file.read_text())
-    if card.get("recipe") != RECIPE or card.get("train_zoo") != {"seed": TRAIN_SEED, "scale": TRAIN_SCALE}:
-        return False
+    card = json.loads((source / "card.json").read_text())
     steps = int(card["steps"])
     old_cwd = Path.cwd()
     os.chdir(work)  # the recipe's dataset paths are relative to the work folder
@@ -199,7 +206,7 @@ def seed_from_shipped(run: Path, work: Path) -> bool:
     finally:
         os.chdir(old_cwd)
     epoch, batch_in_epoch = divmod(steps * recipe.train.grad_accum, len(loader))
-    model = load_model(SHIP_DIR)
+    model = load_model(source)
     model.float()
     progress = Progress(step=steps, micro_step=steps * recipe.train.grad_accum, epoch=epoch,
                         batch_in_epoch=batch_in_epoch, stage_started=recipe.stage_at(epoch).name)
@@ -215,9 +222,60 @@ def seed_from_shipped(run: Path, work: Path) -> bool:
     segments = card.get("segments") or [{"steps": [0, steps], "train_hours": card.get("train_hours"),
                                          "commit": card.get("commit"), "start": "random init"}]
     write_segments(run, segments)
-    print(f"seeded {run} from the shipped zoo-base at step {steps} (epoch {epoch}, batch {batch_in_epoch})",
-          flush=True)
+    print(f"seeded {run} from {source} at step {steps} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
     return True
+
+
+def first_stage_model(work: Path) -> Path | None:
+    """A first-stage model folder: <work>/zoo-base-256, else the package's copy when it is one; None: neither."""
+    return next((folder for folder in (work / FIRST_STAGE, SHIP_DIR) if is_first_stage(folder)), None)
+
+
+def is_first_stage(folder: Path) -> bool:
+    """Whether `folder` holds a first-stage model of this zoo (recipe zoo-base) with its card."""
+    card_file = folder / "card.json"
+    if not card_file.is_file():
+        return False
+    card = json.loads(card_file.read_text())
+    return card.get("recipe") == RECIPE and card.get("train_zoo") == {"seed": TRAIN_SEED, "scale": TRAIN_SCALE}
+
+
+def train_hires(work: Path, first: Path, threads: int | None) -> Path:
+    """Second stage: the first stage's model (`first`, a run folder) written to work/zoo-base-256 as fp16 with
+    its scored card, exactly as it would ship, then `posebh train-mdt --recipe zoo-base-384` from it."""
+    run = work / "runs" / HIRES_RECIPE
+    if (run / "model.json").is_file():   # the trainer writes it once, at the end
+        return run
+    has_state = (run / "state").is_dir()
+    init = work / FIRST_STAGE
+    if not (init / "model.json").is_file():
+        ship(first, score(first, held_out_zoo(work)), training_figures(first), out=init)
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    posebh("train-mdt", "--recipe", HIRES_RECIPE, "--out", str(run), *(["--resume"] if has_state else []), cwd=work)
+    return run
+
+
+def card_figures(run: Path, work: Path) -> dict:
+    """The card's training record of `run`. A second-stage run (its recipe starts from a first-stage model's
+    folder) continues that model's card: its steps, hours and segments come first, its scores are kept."""
+    from posebh_cli.files import read_yaml
+
+    figures = training_figures(run)
+    model = read_yaml(run / "recipe.yaml", "recipe file")["model"]
+    init = model.get("init") or {}
+    if init.get("kind") != "ours":
+        return figures
+    first = json.loads((work / init["path"] / "card.json").read_text())
+    own = figures["segments"][-1]
+    own.update(steps=[first["steps"] + step for step in own["steps"]], recipe=read_yaml(run / "recipe.yaml")["name"],
+               start=f"the {first['recipe']} model of step {first['steps']} (fp16, as it shipped) at "
+                     f"{size_name(model['img_size'])}: position table interpolated, fresh AdamW moments")
+    return {"steps": first["steps"] + figures["steps"], "samples_seen": first["samples_seen"] + figures["samples_seen"],
+            "train_hours": round(first["train_hours"] + figures["train_hours"], 2),
+            "segments": [*(first.get("segments") or []), own],
+            "first_stage": {"recipe": first["recipe"], "input": first.get("input", [256, 192]),
+                            "scores": first["scores"]}}
 
 
 def write_segments(run: Path, segments: list[dict]) -> None:
@@ -308,7 +366,8 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: 
     model, recipe = model_of_run(run)
     meta = {"recipe": recipe, "extra": {}}
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    card = {"name": "zoo-base", "recipe": RECIPE, "train_zoo": {"seed": TRAIN_SEED, "scale": TRAIN_SCALE},
+    card = {"name": "zoo-base", "recipe": recipe["name"], "input": recipe["model"]["img_size"],
+            "train_zoo": {"seed": TRAIN_SEED, "scale": TRAIN_SCALE},
             "eval_zoo": {"seed": EVAL_SEED, "scale": EVAL_SCALE, "split": "val", "boxes": "ground truth",
                          "flip_test": True},
             "commit": _commit(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
@@ -328,14 +387,27 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: 
 
 def card_markdown(card: dict) -> str:
     """The human card: what the model is, how it was made, what it scores (numbers from card.json)."""
-    rows = [f"| {name} | {main_metric(metrics)} | {100 * metrics[main_metric(metrics)]:.1f} |"
-            for name, metrics in card["scores"].items()]
+    size = size_name(card.get("input", [256, 192]))
+    first = card.get("first_stage")
+    columns = ["dataset", "metric", *([f"{first['recipe']} ({size_name(first['input'])})"] if first else []),
+               f"{card['recipe']} ({size})" if first else "value"]
+    rows = []
+    for name, metrics in card["scores"].items():
+        metric = main_metric(metrics)
+        values = [first["scores"][name][metric], metrics[metric]] if first else [metrics[metric]]
+        rows.append("| " + " | ".join([name, metric, *(f"{100 * v:.1f}" for v in values)]) + " |")
+    if first:
+        made = (f"trained on the six MDT datasets of the synthetic zoo in two stages with the bundled recipes: "
+                f"`{first['recipe']}` at {size_name(first['input'])} from random init, then "
+                f"`{card['recipe']}` continuing it at {size} (`posebh train-mdt --recipe {card['recipe']}`)")
+    else:
+        made = (f"trained on the six MDT datasets of the synthetic zoo with the bundled recipe `{card['recipe']}`: "
+                f"`posebh train-mdt --recipe {card['recipe']}`")
     return "\n".join([
         "# zoo-base: the synthetic zoo's ViTPose++",
         "",
         "The multi-head baseline (vit_pico backbone with one expert FFN part per dataset, one 64-channel heatmap head "
-        "per dataset, 256x192 input) trained on the six MDT datasets of the synthetic zoo with the bundled recipe "
-        f"`{card['recipe']}`: `posebh train-mdt --recipe {card['recipe']}`. `posebh quickstart` starts PoseBH from it.",
+        f"per dataset, {size} input) {made}. `posebh quickstart` starts PoseBH from it.",
         "",
         f"- training zoo: `posebh synth --seed {card['train_zoo']['seed']} --scale {card['train_zoo']['scale']}`",
         f"- steps {card['steps']}, samples seen {card['samples_seen']}, training time {card['train_hours']} h "
@@ -348,11 +420,16 @@ def card_markdown(card: dict) -> str:
         f"{card['eval_zoo']['scale']} (never used for training), "
         "val split, ground-truth boxes, flip test (x100):",
         "",
-        "| dataset | metric | value |",
-        "|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
         *rows,
         "",
     ])
+
+
+def size_name(img_size) -> str:
+    """An input size [height, width] as the field names it: 256x192."""
+    return "x".join(str(n) for n in img_size)
 
 
 def main_metric(metrics: dict) -> str:
@@ -373,6 +450,7 @@ def segment_lines(segments: list[dict]) -> list[str]:
     return ["- trained in segments:",
             *[f"  - steps {seg['steps'][0]}-{seg['steps'][1]}, {seg.get('train_hours')} h, "
               f"{'fp32' if seg.get('precision', 'no') == 'no' else seg['precision'] + ' autocast'}, "
+              f"{'recipe ' + seg['recipe'] + ', ' if seg.get('recipe') else ''}"
               f"commit {seg.get('commit')}, from {seg.get('start')}" for seg in segments]]
 
 
@@ -390,6 +468,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP threads for training (1 on a shared CPU)")
     parser.add_argument("--ship", action="store_true", help="score on the held-out zoo and write the package copy")
     parser.add_argument("--run", type=Path, default=None, help="ship this run folder instead of training")
+    parser.add_argument("--first-stage", action="store_true",
+                        help=f"stop after the first stage ({RECIPE}, 256x192): train, --score or --ship it alone")
     parser.add_argument("--continue-shipped", action="store_true",
                         help="a new run starts from the shipped zoo-base's weights and step (a run longer than "
                              "one machine's life continues on the next)")
@@ -409,7 +489,7 @@ def main() -> None:
     if args.rescore:
         card = json.loads((SHIP_DIR / "card.json").read_text())
         scores = score(SHIP_DIR, held_out_zoo(work))
-        kept = ("steps", "samples_seen", "train_hours", "segments")
+        kept = ("steps", "samples_seen", "train_hours", "segments", "first_stage")
         ship(SHIP_DIR, scores, {k: card[k] for k in kept if k in card},
              trained={"commit": card["commit"], "machine": card["machine"]})
         print(json.dumps({"rescored": str(SHIP_DIR), "x100": x100(scores)}))
@@ -421,6 +501,8 @@ def main() -> None:
         run = args.run.resolve()
     if args.anneal:
         run = anneal(run, work, args.anneal, args.precision)
+    if args.run is None and not args.first_stage:
+        run = train_hires(work, run, args.threads)
     if args.ship or args.score:
         scores = score(run, held_out_zoo(work))
         if args.score:
@@ -431,7 +513,7 @@ def main() -> None:
                 own_scores = score(run, own, "train", [d for d in MDT_DATASETS if d != "mpii"])
                 print(json.dumps({"own_training_images_x100": x100(own_scores)}))
             return
-        out = ship(run, scores, training_figures(run))
+        out = ship(run, scores, card_figures(run, work))
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))
 
 

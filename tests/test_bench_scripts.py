@@ -80,6 +80,23 @@ def test_mdt_precision_reaches_every_arm_recipe(tmp_path):
     assert precision(["--device", "cuda", "--precision", "no"]) == "no"
 
 
+def test_mdt_arms_continue_the_base_at_its_input_size(tmp_path):
+    import bench_mdt
+
+    data = {name: tmp_path / name for name in bench_mdt.MDT_DATASETS}
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.json").write_text(json.dumps({"config": {"img_size": [384, 288]}}))
+
+    def size(argv, init):
+        recipe = bench_mdt.make_recipe("zoo-bench-posebh.yaml", "x", data, bench_mdt.parse_args(argv), seed=0,
+                                       epochs=6, init=init)
+        return recipe["model"]["img_size"]
+
+    assert size([], base) == [384, 288] and size([], None) == [256, 192]
+    assert size(["--img-size", "128x96"], base) == [128, 96]
+
+
 def test_every_script_imports_names_the_package_has():
     """The scripts import lazily, inside functions: a moved name would only fail hours into a benchmark."""
     import ast
@@ -146,3 +163,42 @@ def test_continue_zoo_base_grows_depth_without_changing_the_output_and_writes_va
         recipe = recipe_from_dict(cz.arm_recipe(arm, Path("init"), epochs=3, low_epochs=1, lr=3e-4), check_paths=False)
         assert [s.lr for s in recipe.stages] == pytest.approx([3e-4, 3e-5])
         assert recipe.model.init.kind == "ours" and recipe.model.arch == cz.ARMS[arm][0]
+
+
+def test_zoo_base_second_stage_card_continues_the_first_stage_card(tmp_path):
+    """The shipped card of the 384x288 stage counts the first stage's steps, hours and segments before its own and
+    shows both stages' scores; the bundled second-stage recipe starts from the first stage's folder."""
+    import train_zoo_base as tzb
+    import yaml
+
+    from posebh_cli.recipe import find_recipe, recipe_from_dict
+
+    first = {"recipe": "zoo-base", "input": [256, 192], "steps": 100, "samples_seen": 3200, "train_hours": 1.0,
+             "train_zoo": {"seed": tzb.TRAIN_SEED, "scale": tzb.TRAIN_SCALE},
+             "segments": [{"steps": [0, 100], "train_hours": 1.0, "commit": "abc", "precision": "no",
+                           "start": "random init"}],
+             "scores": {"coco": {"AP": 0.2}, "mpii": {"PCKh": 0.6}}}
+    (tmp_path / tzb.FIRST_STAGE).mkdir()
+    (tmp_path / tzb.FIRST_STAGE / "card.json").write_text(json.dumps(first))
+    assert tzb.is_first_stage(tmp_path / tzb.FIRST_STAGE)
+    raw = yaml.safe_load(find_recipe(tzb.HIRES_RECIPE).read_text())
+    recipe = recipe_from_dict(raw, check_paths=False)
+    assert recipe.model.init.kind == "ours" and recipe.model.init.path == tzb.FIRST_STAGE
+    assert recipe.model.img_size == (384, 288)
+    run = tmp_path / "runs" / tzb.HIRES_RECIPE
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 50, "samples_per_s": 16.0}) + "\n"
+                                       + json.dumps({"step": 60, "loss": 1.0}) + "\n")
+    figures = tzb.card_figures(run, tmp_path)
+    assert figures["steps"] == 160 and figures["samples_seen"] == 3200 + 60 * 32
+    assert figures["train_hours"] == pytest.approx(1.0 + round(60 * 32 / 16 / 3600, 2))
+    assert [s["steps"] for s in figures["segments"]] == [[0, 100], [100, 160]]
+    assert figures["segments"][1]["recipe"] == tzb.HIRES_RECIPE and "384x288" in figures["segments"][1]["start"]
+    card = {"recipe": tzb.HIRES_RECIPE, "input": [384, 288], "train_zoo": first["train_zoo"], "commit": "def",
+            "machine": "m", "eval_zoo": {"seed": 2000, "scale": 2.0}, **figures,
+            "scores": {"coco": {"AP": 0.3}, "mpii": {"PCKh": 0.65}}}
+    text = tzb.card_markdown(card)
+    assert "| coco | AP | 20.0 | 30.0 |" in text and "| mpii | PCKh | 60.0 | 65.0 |" in text
+    assert "zoo-base (256x192)" in text and "zoo-base-384 (384x288)" in text and "recipe zoo-base-384" in text
+    assert not tzb.is_first_stage(tmp_path / "runs")
