@@ -471,8 +471,9 @@ def main() -> None:
     parser.add_argument("--first-stage", action="store_true",
                         help=f"stop after the first stage ({RECIPE}, 256x192): train, --score or --ship it alone")
     parser.add_argument("--continue-shipped", action="store_true",
-                        help="a new run starts from the shipped zoo-base's weights and step (a run longer than "
-                             "one machine's life continues on the next)")
+                        help="a new first-stage run starts from a first-stage copy's weights and step "
+                             "(<work>/zoo-base-256, else the package's copy when it is one): a run longer than one "
+                             "machine's life continues on the next")
     parser.add_argument("--anneal", type=int, default=None, metavar="STEPS",
                         help="ship/score a branch: the run's last state trained STEPS more steps at the final lr")
     parser.add_argument("--score", action="store_true", help="print the held-out scores without shipping")
