@@ -15,7 +15,7 @@ from posebh_cli.cli import app
 from posebh_cli.recipe import recipe_from_dict
 from posebh_cli.commands.quickstart import (BASE_MODEL, FULL, MDT_DATASETS, TINY, make_zoo, plan_training,
                                            quickstart_recipe, run_quickstart, scale_stages, seconds_per_step,
-                                           with_base)
+                                           stages_reached, with_base)
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
 
@@ -40,6 +40,12 @@ def test_training_plan_fits_the_budget():
     assert plan_training([1.0, 3.0], STAGES, 12, 100, 900, FULL) == (5, None)
     # below two epochs: the whole first stage (100 s), then the slow steps that still fit (80 // 3 = 26)
     assert plan_training([1.0, 3.0], STAGES, 12, 100, 180, FULL) == (2, 126)
+
+
+def test_a_cut_run_says_which_stages_it_trains():
+    a, b = STAGES[0]["name"], STAGES[1]["name"]
+    assert stages_reached(STAGES, 12, 2, 100, 126) == f"stage {a}: done, stage {b}: 26 of 100 steps"
+    assert stages_reached(STAGES, 12, 2, 100, 82) == f"stage {a}: 82 of 100 steps, stage {b}: not reached"
 
 
 @pytest.mark.parametrize("plan", [FULL, TINY])

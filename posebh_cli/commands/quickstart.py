@@ -174,6 +174,17 @@ def plan_training(stage_seconds: list[float], stages: list[dict], recipe_epochs:
     return plan.min_epochs, max(plan.min_steps, steps)
 
 
+def stages_reached(stages: list[dict], recipe_epochs: int, epochs: int, steps_per_epoch: int, max_steps: int) -> str:
+    """Which stages a run stopped after `max_steps` trains fully, in part, or not at all, in words."""
+    parts = []
+    for stage in scale_stages(stages, recipe_epochs, epochs):
+        first, last = (e * steps_per_epoch for e in stage["epochs"])
+        done = "done" if max_steps >= last else "not reached" if max_steps <= first else \
+            f"{max_steps - first} of {last - first} steps"
+        parts.append(f"stage {stage['name']}: {done}")
+    return ", ".join(parts)
+
+
 def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, budget_s: float,
                 console: Console) -> Path:
     """Train (or resume, or keep) the PoseBH run in out/runs/posebh with as many steps as the budget allows."""
@@ -203,8 +214,9 @@ def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, bud
                       f"steps/epoch -> {epochs} epochs for a {budget_s / 60:.1f}-minute training budget")
         if max_steps is not None:
             console.print(f"[yellow]note:[/] this machine fits only {max_steps} of the {epochs * per_epoch} steps "
-                          f"of {epochs} epochs in the budget; training stops there (the last stage, with "
-                          f"cross-type self-supervision, is cut short). A larger --minutes-budget trains it fully.")
+                          f"of {epochs} epochs in the budget; training stops there "
+                          f"({stages_reached(raw['stages'], raw['train']['epochs'], epochs, per_epoch, max_steps)}). "
+                          "A larger --minutes-budget trains it fully.")
     recipe = _write_recipe(recipe_file, quickstart_recipe(prepared, plan, seed, epochs))
     limit_file.write_text(json.dumps(max_steps))
     return train_mdt(recipe, run_dir, max_steps=max_steps)
