@@ -102,15 +102,15 @@ def main() -> None:
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     make_zoo(work, "zoo-base", TRAIN_SEED, TRAIN_SCALE)
-    init = first_stage_model(work)
-    if init is None:
+    first = init = first_stage_model(work)
+    if first is None:
         raise SystemExit(f"no first-stage zoo-base model (256x192) in {work / FIRST_STAGE}: "
                          f"python scripts/train_zoo_base.py --work {work} makes it")
     if args.arm == "tiny":
         from posebh_cli.models.checkpoint import load_model, save_checkpoint
         init = work / "zoo-base-grown-vit_tiny"
         if not (init / "model.json").is_file():
-            save_checkpoint(grow_depth(load_model(first_stage_model(work)), "vit_tiny"), init)
+            save_checkpoint(grow_depth(load_model(first), "vit_tiny"), init)
     run = work / "runs" / args.arm
     recipe_file = work / f"{args.arm}.yaml"
     recipe_file.write_text(yaml.safe_dump(arm_recipe(args.arm, init, args.epochs, args.low_epochs, args.lr),

@@ -262,13 +262,14 @@ def card_figures(run: Path, work: Path) -> dict:
     from posebh_cli.files import read_yaml
 
     figures = training_figures(run)
-    model = read_yaml(run / "recipe.yaml", "recipe file")["model"]
+    recipe = read_yaml(run / "recipe.yaml", "recipe file")
+    model = recipe["model"]
     init = model.get("init") or {}
     if init.get("kind") != "ours":
         return figures
     first = json.loads((work / init["path"] / "card.json").read_text())
     own = figures["segments"][-1]
-    own.update(steps=[first["steps"] + step for step in own["steps"]], recipe=read_yaml(run / "recipe.yaml")["name"],
+    own.update(steps=[first["steps"] + step for step in own["steps"]], recipe=recipe["name"],
                start=f"the {first['recipe']} model of step {first['steps']} (fp16, as it shipped) at "
                      f"{size_name(model['img_size'])}: position table interpolated, fresh AdamW moments")
     return {"steps": first["steps"] + figures["steps"], "samples_seen": first["samples_seen"] + figures["samples_seen"],
