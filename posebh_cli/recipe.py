@@ -77,6 +77,7 @@ class TrainSpec:
     epochs: int
     lr: float
     grad_accum: int = 1
+    epoch_length: int | None = None  # samples per epoch, all processes together; None = the training sets' size
     optimizer: str = "adamw"
     weight_decay: float = 0.1
     layer_decay: float | None = None  # None or 1.0 = no layer-wise decay
@@ -333,6 +334,7 @@ def _train(r: _Reader, raw: Any) -> TrainSpec:
         batch_size=r.integer(t, "batch_size", "train", low=1), epochs=r.integer(t, "epochs", "train", low=1),
         lr=r.number(t, "lr", "train", low=0.0, low_open=True),
         grad_accum=r.integer(t, "grad_accum", "train", 1, low=1),
+        epoch_length=r.integer(t, "epoch_length", "train", None, low=1),
         optimizer=r.choice(t, "optimizer", "train", OPTIMIZERS, "adamw"),
         weight_decay=r.number(t, "weight_decay", "train", 0.1, low=0.0),
         layer_decay=layer_decay,

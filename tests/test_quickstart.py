@@ -15,7 +15,7 @@ from posebh_cli.cli import app
 from posebh_cli.recipe import recipe_from_dict
 from posebh_cli.commands.quickstart import (BASE_MODEL, FULL, MDT_DATASETS, TINY, make_zoo, plan_training,
                                            quickstart_recipe, run_quickstart, scale_stages, seconds_per_step,
-                                           stages_reached, with_base)
+                                           with_base)
 
 STAGES = [{"name": "a", "epochs": [0, 8]}, {"name": "b", "epochs": [8, 12]}]
 
@@ -33,19 +33,27 @@ def test_training_plan_fits_the_budget():
     # 1 s/step, 100 steps/epoch: 15 minutes hold 9 epochs; 3 minutes hold fewer than the 2 the stages need
     same = [1.0, 1.0]
     assert plan_training(same, STAGES, 12, 100, 900, FULL) == (9, None)
-    assert plan_training(same, STAGES, 12, 100, 180, FULL) == (2, 180)
-    assert plan_training(same, STAGES, 12, 100, 1, FULL) == (2, FULL.min_steps)
+    assert plan_training(same, STAGES, 12, 100, 180, FULL) == (2, 90)   # both epochs shortened to 90 steps
+    assert plan_training(same, STAGES, 12, 100, 1, FULL) == (2, FULL.min_steps // 2)
     assert plan_training([0.01, 0.01], STAGES, 12, 100, 3600, FULL) == (FULL.max_epochs, None)
     # a second stage three times as slow: 5 epochs (3 + 2) cost 300 + 600 s, 6 epochs (4 + 2) 1000 s
     assert plan_training([1.0, 3.0], STAGES, 12, 100, 900, FULL) == (5, None)
-    # below two epochs: the whole first stage (100 s), then the slow steps that still fit (80 // 3 = 26)
-    assert plan_training([1.0, 3.0], STAGES, 12, 100, 180, FULL) == (2, 126)
+    # below two epochs: both stages keep an epoch, of 180 // (1 + 3) = 45 steps each
+    assert plan_training([1.0, 3.0], STAGES, 12, 100, 180, FULL) == (2, 45)
 
 
-def test_a_cut_run_says_which_stages_it_trains():
-    a, b = STAGES[0]["name"], STAGES[1]["name"]
-    assert stages_reached(STAGES, 12, 2, 100, 126) == f"stage {a}: done, stage {b}: 26 of 100 steps"
-    assert stages_reached(STAGES, 12, 2, 100, 82) == f"stage {a}: 82 of 100 steps, stage {b}: not reached"
+def test_a_shortened_epoch_reaches_the_recipe_and_the_sampler():
+    from posebh_cli.data.sampler import MultiDatasetSampler
+
+    prepared = {name: Path(f"/data/{name}") for name in FULL.sizes}
+    on_base = dataclasses.replace(FULL, base=Path("/models/zoo-base"))   # PoseBH's three stages on the base
+    recipe = recipe_from_dict(quickstart_recipe(prepared, on_base, seed=0, epochs=3, epoch_steps=13),
+                              check_paths=False)
+    assert recipe.train.epoch_length == 13 * FULL.batch_size
+    assert [s.epochs for s in recipe.stages] == [(0, 1), (1, 2), (2, 3)]
+    sampler = MultiDatasetSampler([400, 600], None, batch_size=FULL.batch_size, epoch_length=recipe.train.epoch_length)
+    assert len(sampler) == 13 * FULL.batch_size
+    assert "epoch_length" not in quickstart_recipe(prepared, FULL, seed=0, epochs=3)["train"]
 
 
 @pytest.mark.parametrize("plan", [FULL, TINY])

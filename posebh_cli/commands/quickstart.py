@@ -9,7 +9,7 @@ as the paper starts from ViTPose++, and the table compares the base with the Pos
 
 Every step writes under --out and is skipped when its output is already there, so an interrupted quickstart
 picks up where it stopped (training resumes from its last epoch checkpoint). The number of training epochs (on a
-slow machine: of steps) is fitted to --minutes-budget from a few timed steps.
+slow machine: their length) is fitted to --minutes-budget from a few timed steps.
 """
 from __future__ import annotations
 
@@ -79,8 +79,10 @@ def with_base(plan: Plan) -> Plan:
                    image_size=plan.image_size if plan is TINY else (256, 192))   # 3 stages: 3 epochs at least
 
 
-def quickstart_recipe(prepared: dict[str, Path], plan: Plan, seed: int, epochs: int) -> dict:
-    """The quickstart recipe as a dict: paths, sizes and seed filled in, stages scaled to `epochs`."""
+def quickstart_recipe(prepared: dict[str, Path], plan: Plan, seed: int, epochs: int,
+                      epoch_steps: int | None = None) -> dict:
+    """The quickstart recipe as a dict: paths, sizes and seed filled in, stages scaled to `epochs`, each epoch
+    `epoch_steps` steps long when given (else one pass over the training sets)."""
     raw = read_yaml(find_recipe(plan.recipe), "recipe file")
     raw["model"]["img_size"] = list(plan.model_size)
     if plan.base is not None:
@@ -89,6 +91,8 @@ def quickstart_recipe(prepared: dict[str, Path], plan: Plan, seed: int, epochs: 
         ds["path"] = str(prepared[ds["name"]])
     raw["stages"] = scale_stages(raw["stages"], raw["train"]["epochs"], epochs)
     raw["train"].update(epochs=epochs, seed=seed, batch_size=plan.batch_size, num_workers=plan.workers)
+    if epoch_steps is not None:
+        raw["train"]["epoch_length"] = epoch_steps * plan.batch_size
     return raw
 
 
@@ -157,32 +161,20 @@ def steps_per_epoch(prepared: dict[str, Path], plan: Plan) -> int:
 
 def plan_training(stage_seconds: list[float], stages: list[dict], recipe_epochs: int, steps_per_epoch: int,
                   budget_s: float, plan: Plan) -> tuple[int, int | None]:
-    """(epochs, max_steps) that fit `budget_s`, given each stage's seconds per step: the most whole epochs (stage
-    boundaries scaled as `scale_stages` does) when at least `plan.min_epochs` fit, else `plan.min_epochs` epochs
-    stopped after the steps that fit (max_steps; None when not needed)."""
-    def cost(epochs: int) -> float:
+    """(epochs, epoch_steps) that fit `budget_s`, given each stage's seconds per step: the most whole epochs (stage
+    boundaries scaled as `scale_stages` does) when at least `plan.min_epochs` fit; else `plan.min_epochs` epochs
+    shortened to the `epoch_steps` steps that fit (None when the epochs are whole), so that every stage still
+    trains, at least `plan.min_steps` steps in all."""
+    def cost(epochs: int, steps: int) -> float:
         scaled = scale_stages(stages, recipe_epochs, epochs)
-        return sum((s["epochs"][1] - s["epochs"][0]) * steps_per_epoch * t for s, t in zip(scaled, stage_seconds))
+        return sum((s["epochs"][1] - s["epochs"][0]) * steps * t for s, t in zip(scaled, stage_seconds))
 
     for epochs in range(plan.max_epochs, plan.min_epochs - 1, -1):
-        if cost(epochs) <= budget_s:
+        if cost(epochs, steps_per_epoch) <= budget_s:
             return epochs, None
-    steps, left = 0, budget_s
-    for s, t in zip(scale_stages(stages, recipe_epochs, plan.min_epochs), stage_seconds):
-        fit = min((s["epochs"][1] - s["epochs"][0]) * steps_per_epoch, int(left // t))
-        steps, left = steps + fit, left - fit * t
-    return plan.min_epochs, max(plan.min_steps, steps)
-
-
-def stages_reached(stages: list[dict], recipe_epochs: int, epochs: int, steps_per_epoch: int, max_steps: int) -> str:
-    """Which stages a run stopped after `max_steps` trains fully, in part, or not at all, in words."""
-    parts = []
-    for stage in scale_stages(stages, recipe_epochs, epochs):
-        first, last = (e * steps_per_epoch for e in stage["epochs"])
-        done = "done" if max_steps >= last else "not reached" if max_steps <= first else \
-            f"{max_steps - first} of {last - first} steps"
-        parts.append(f"stage {stage['name']}: {done}")
-    return ", ".join(parts)
+    epochs = plan.min_epochs
+    fit = int(budget_s // cost(epochs, 1))
+    return epochs, min(steps_per_epoch, max(fit, -(-plan.min_steps // epochs)))
 
 
 def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, budget_s: float,
@@ -193,33 +185,30 @@ def train_model(out: Path, prepared: dict[str, Path], plan: Plan, seed: int, bud
 
     run_dir = out / "runs" / "posebh"
     recipe_file = out / "runs" / "posebh.recipe.yaml"
-    limit_file = out / "runs" / "posebh.max_steps.json"
     if (run_dir / "model.safetensors").is_file():
         console.print(f"training: done already ({run_dir})")
         return run_dir
-    if find_state(run_dir / "state") is not None and recipe_file.is_file() and limit_file.is_file():
+    if find_state(run_dir / "state") is not None and recipe_file.is_file():
         console.print(f"training: resuming {run_dir}")
-        return train_mdt(recipe_file, run_dir, resume=True, max_steps=json.loads(limit_file.read_text()))
+        return train_mdt(recipe_file, run_dir, resume=True)
     shutil.rmtree(run_dir, ignore_errors=True)   # logs of a run killed before its first checkpoint
-    epochs, max_steps = plan.min_epochs, None
+    epochs, epoch_steps = plan.min_epochs, None
     if plan.calibration_steps:
         raw = read_yaml(find_recipe(plan.recipe), "recipe file")
         calibration_start = time.perf_counter()
         stage_seconds = [seconds_per_step(out, prepared, plan, seed, i) for i in range(len(raw["stages"]))]
         budget_s = max(0.0, budget_s - (time.perf_counter() - calibration_start))
         per_epoch = steps_per_epoch(prepared, plan)
-        epochs, max_steps = plan_training(stage_seconds, raw["stages"], raw["train"]["epochs"], per_epoch,
-                                          budget_s, plan)
+        epochs, epoch_steps = plan_training(stage_seconds, raw["stages"], raw["train"]["epochs"], per_epoch,
+                                            budget_s, plan)
         console.print(f"training: {' / '.join(f'{t:.2f}' for t in stage_seconds)} s/step by stage, {per_epoch} "
                       f"steps/epoch -> {epochs} epochs for a {budget_s / 60:.1f}-minute training budget")
-        if max_steps is not None:
-            console.print(f"[yellow]note:[/] this machine fits only {max_steps} of the {epochs * per_epoch} steps "
-                          f"of {epochs} epochs in the budget; training stops there "
-                          f"({stages_reached(raw['stages'], raw['train']['epochs'], epochs, per_epoch, max_steps)}). "
-                          "A larger --minutes-budget trains it fully.")
-    recipe = _write_recipe(recipe_file, quickstart_recipe(prepared, plan, seed, epochs))
-    limit_file.write_text(json.dumps(max_steps))
-    return train_mdt(recipe, run_dir, max_steps=max_steps)
+        if epoch_steps is not None:
+            console.print(f"[yellow]note:[/] this machine fits only {epoch_steps} of the {per_epoch} steps of an "
+                          f"epoch in the budget; each of the {epochs} epochs is shortened to {epoch_steps} steps, so "
+                          "that every stage trains. A larger --minutes-budget trains whole epochs.")
+    recipe = _write_recipe(recipe_file, quickstart_recipe(prepared, plan, seed, epochs, epoch_steps))
+    return train_mdt(recipe, run_dir)
 
 
 def fit_new_skeleton(out: Path, run_dir: Path, prepared: Path, plan: Plan, console: Console) -> tuple[Path, dict]:

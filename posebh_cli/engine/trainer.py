@@ -252,10 +252,13 @@ def build_train_loader(recipe: Recipe, prepared: list, accelerator: Accelerator,
         raise input_error(recipe_path, f"must be at most {sum(len(d) for d in datasets) // accelerator.num_processes} "
                           f"(the training samples of all datasets per process), got {train.batch_size}",
                           field="train.batch_size")
+    if train.epoch_length is not None and train.epoch_length < global_batch:
+        raise input_error(recipe_path, f"must be at least one global batch ({global_batch} samples), got "
+                          f"{train.epoch_length}", field="train.epoch_length")
     ratios = None if recipe.datasets[0].ratio is None else [d.ratio for d in recipe.datasets]
     sampler = MultiDatasetSampler([len(d) for d in datasets], ratios, batch_size=train.batch_size,
                                   num_replicas=accelerator.num_processes, rank=accelerator.process_index,
-                                  seed=train.seed)
+                                  seed=train.seed, epoch_length=train.epoch_length)
     generator = torch.Generator()  # its own stream: creating an iterator must not consume the global RNG
     loader = DataLoader(ConcatDataset(datasets), batch_size=train.batch_size, sampler=sampler,
                         num_workers=train.num_workers, collate_fn=collate, drop_last=True,

@@ -47,6 +47,15 @@ def test_tiny_run_writes_a_run_dir_load_model_reads(tiny, tmp_path):
         train_mdt(tiny, out=tmp_path / "empty", resume=True)
 
 
+def test_epoch_length_sets_the_steps_of_every_epoch(tmp_path):
+    # 12 training samples make 3 steps of 4 per epoch; 8 samples per epoch make 2, and each stage keeps its epoch
+    run = train_mdt(tiny_recipe(tmp_path, epoch_length=8), out=tmp_path / "run")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(line["step"], line["stage"]) for line in lines] == [(1, "heads"), (2, "heads"), (3, "all"), (4, "all")]
+    with pytest.raises(PosebhError, match="train.epoch_length.*at least one global batch"):
+        train_mdt(tiny_recipe(tmp_path, epoch_length=3), out=tmp_path / "short")
+
+
 def test_frozen_backbone_in_first_stage_and_max_steps(tiny, tmp_path):
     start = None
 
