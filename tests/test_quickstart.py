@@ -33,13 +33,14 @@ def test_training_plan_fits_the_budget():
     # 1 s/step, 100 steps/epoch: 15 minutes hold 9 epochs; 3 minutes hold fewer than the 2 the stages need
     same = [1.0, 1.0]
     assert plan_training(same, STAGES, 12, 100, 900, FULL) == (9, None)
-    assert plan_training(same, STAGES, 12, 100, 180, FULL) == (2, 90)   # both epochs shortened to 90 steps
-    assert plan_training(same, STAGES, 12, 100, 1, FULL) == (2, FULL.min_steps // 2)
+    # below two epochs: the recipe's 12 epochs (8 + 4), each shortened to the 180 // 12 = 15 steps that fit
+    assert plan_training(same, STAGES, 12, 100, 180, FULL) == (12, 15)
+    assert plan_training(same, STAGES, 12, 100, 1, FULL) == (12, -(-FULL.min_steps // 12))
     assert plan_training([0.01, 0.01], STAGES, 12, 100, 3600, FULL) == (FULL.max_epochs, None)
     # a second stage three times as slow: 5 epochs (3 + 2) cost 300 + 600 s, 6 epochs (4 + 2) 1000 s
     assert plan_training([1.0, 3.0], STAGES, 12, 100, 900, FULL) == (5, None)
-    # below two epochs: both stages keep an epoch, of 180 // (1 + 3) = 45 steps each
-    assert plan_training([1.0, 3.0], STAGES, 12, 100, 180, FULL) == (2, 45)
+    # the slow stage's 4 epochs cost 3 s per step each: 180 // (8 * 1 + 4 * 3) = 9 steps per epoch
+    assert plan_training([1.0, 3.0], STAGES, 12, 100, 180, FULL) == (12, 9)
 
 
 def test_a_shortened_epoch_reaches_the_recipe_and_the_sampler():
@@ -47,13 +48,13 @@ def test_a_shortened_epoch_reaches_the_recipe_and_the_sampler():
 
     prepared = {name: Path(f"/data/{name}") for name in FULL.sizes}
     on_base = dataclasses.replace(FULL, base=Path("/models/zoo-base"))   # PoseBH's three stages on the base
-    recipe = recipe_from_dict(quickstart_recipe(prepared, on_base, seed=0, epochs=3, epoch_steps=13),
+    recipe = recipe_from_dict(quickstart_recipe(prepared, on_base, seed=0, epochs=8, epoch_steps=13),
                               check_paths=False)
     assert recipe.train.epoch_length == 13 * FULL.batch_size
-    assert [s.epochs for s in recipe.stages] == [(0, 1), (1, 2), (2, 3)]
+    assert [s.epochs for s in recipe.stages] == [(0, 4), (4, 7), (7, 8)]   # the recipe's stages as written
     sampler = MultiDatasetSampler([400, 600], None, batch_size=FULL.batch_size, epoch_length=recipe.train.epoch_length)
     assert len(sampler) == 13 * FULL.batch_size
-    assert "epoch_length" not in quickstart_recipe(prepared, FULL, seed=0, epochs=3)["train"]
+    assert "epoch_length" not in quickstart_recipe(prepared, FULL, seed=0, epochs=8)["train"]
 
 
 @pytest.mark.parametrize("plan", [FULL, TINY])

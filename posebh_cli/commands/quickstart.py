@@ -162,9 +162,9 @@ def steps_per_epoch(prepared: dict[str, Path], plan: Plan) -> int:
 def plan_training(stage_seconds: list[float], stages: list[dict], recipe_epochs: int, steps_per_epoch: int,
                   budget_s: float, plan: Plan) -> tuple[int, int | None]:
     """(epochs, epoch_steps) that fit `budget_s`, given each stage's seconds per step: the most whole epochs (stage
-    boundaries scaled as `scale_stages` does) when at least `plan.min_epochs` fit; else `plan.min_epochs` epochs
-    shortened to the `epoch_steps` steps that fit (None when the epochs are whole), so that every stage still
-    trains, at least `plan.min_steps` steps in all."""
+    boundaries scaled as `scale_stages` does) when at least `plan.min_epochs` fit; else the recipe's own epochs
+    (its stage proportions as written) shortened to the `epoch_steps` steps that fit (None when the epochs are
+    whole), so that every stage still trains, at least `plan.min_steps` steps in all."""
     def cost(epochs: int, steps: int) -> float:
         scaled = scale_stages(stages, recipe_epochs, epochs)
         return sum((s["epochs"][1] - s["epochs"][0]) * steps * t for s, t in zip(scaled, stage_seconds))
@@ -172,7 +172,7 @@ def plan_training(stage_seconds: list[float], stages: list[dict], recipe_epochs:
     for epochs in range(plan.max_epochs, plan.min_epochs - 1, -1):
         if cost(epochs, steps_per_epoch) <= budget_s:
             return epochs, None
-    epochs = plan.min_epochs
+    epochs = max(recipe_epochs, plan.min_epochs)
     fit = int(budget_s // cost(epochs, 1))
     return epochs, min(steps_per_epoch, max(fit, -(-plan.min_steps // epochs)))
 
