@@ -9,8 +9,10 @@ AP counts a prediction when its OKS (the mean of exp(-d^2 / (2 s^2 (2 sigma)^2))
 is the figure's area (COCO, AP-10K, APT-36K, COCO-WholeBody) or 0.53 x the box area (AIC's no-area rule). For each
 keypoint this prints r = d / (1.18 s 2 sigma), so that r < 1 is exactly OKS_i > 0.5; for MPII r = d / (0.5 head
 size), so that r < 1 is a PCKh@0.5 hit. Per dataset: the median r (how many times the error must shrink for half of
-the keypoints to pass), the share of keypoints with r < 1, the median error d / s and the median 2 sigma. Datasets
-with small sigmas (AIC, the face and hands of COCO-WholeBody) need the same pixels several times more precise.
+the keypoints to pass), the share of keypoints with r < 1, the median error d / s, the median 2 sigma, and the
+share of left/right keypoints placed nearer their mirror partner's truth than their own ("other side": 0 knows the
+sides, 0.5 picks one at random). Datasets with small sigmas (AIC, the face and hands of COCO-WholeBody) need the same
+pixels several times more precise.
 
 The held-out zoo is the model card's (seed 2000, val split, ground-truth boxes, flip test), made in --work as
 scripts/train_zoo_base.py makes it. One JSON line per dataset, then a markdown table.
@@ -70,6 +72,31 @@ def keypoint_margins(gt: dict, results: list[dict], sigmas: np.ndarray, protocol
             "d_px": np.concatenate(d_px), "index": index}
 
 
+def other_side_share(gt: dict, results: list[dict], flip_indices: list[int], min_apart: float = 0.1) -> float:
+    """Share of left/right keypoints predicted nearer their mirror partner's truth than their own.
+
+    Only pairs whose two truths lie at least `min_apart` x s apart count (s = sqrt of the box area), so that the
+    sides can be told apart at all. 0 is a model that knows the sides; 0.5 picks a side at random.
+    """
+    anns = {ann["id"]: ann for ann in gt["annotations"]}
+    flip = np.asarray(flip_indices)
+    paired = flip != np.arange(len(flip))
+    other, counted = 0, 0
+    for res in results:
+        ann = anns[res["ann_id"]]
+        truth = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
+        pred = np.asarray(res["keypoints"], dtype=float).reshape(-1, 3)[:, :2]
+        s = np.sqrt(ann["bbox"][2] * ann["bbox"][3])
+        both = paired & (truth[:, 2] > 0) & (truth[flip, 2] > 0)
+        apart = np.linalg.norm(truth[:, :2] - truth[flip, :2], axis=1) >= min_apart * s
+        use = both & apart
+        own = np.linalg.norm(pred - truth[:, :2], axis=1)
+        mirror = np.linalg.norm(pred - truth[flip, :2], axis=1)
+        other += int((mirror < own)[use].sum())
+        counted += int(use.sum())
+    return other / max(counted, 1)
+
+
 def per_keypoint(margins: dict[str, np.ndarray], names: list[str]) -> list[tuple[str, float, float]]:
     """(name, median r, median error in pixels) per keypoint with labels, worst median r first."""
     rows = []
@@ -90,6 +117,8 @@ def main() -> None:
     parser.add_argument("--dark", action="store_true",
                         help="decode the heads trained with MSRA targets with DARK's Taylor step instead of the "
                              "quarter-pixel step (UDP heads keep their DARK-UDP decoding)")
+    parser.add_argument("--no-flip", action="store_true",
+                        help="no flip test (for a model trained without mirrored crops)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     held_out = held_out_zoo(args.work.resolve())
@@ -102,24 +131,29 @@ def main() -> None:
         codec = default_codec(model, name)
         if args.dark and not codec.use_udp:
             codec = MSRAHeatmap(codec.input_size, codec.heatmap_size, codec.sigma, dark=True)
-        metrics = evaluate_model(model, prepared, "val", name, flip=True, keep_results=results, codec=codec)
+        metrics = evaluate_model(model, prepared, "val", name, flip=not args.no_flip, keep_results=results,
+                                 codec=codec)
         m = keypoint_margins(prepared.load_coco("val"), results, np.asarray(prepared.skeleton.sigmas), protocol)
         row = {"dataset": name, "metric": round(100 * metrics[PRIMARY_METRIC[protocol]], 1),
                "median_r": round(float(np.median(m["r"])), 2), "share_r_below_1": round(float(np.mean(m["r"] < 1)), 3),
                "median_d_over_s": round(float(np.median(m["d_over_s"])), 3),
                "median_2sigma": None if protocol == "pckh" else round(float(np.median(m["two_sigma"])), 3),
+               "other_side": round(other_side_share(prepared.load_coco("val"), results,
+                                                    prepared.skeleton.flip_indices), 3),
                "keypoints": int(m["r"].size),
                "by_keypoint": [[k, round(r, 2), round(px, 1)]
                                for k, r, px in per_keypoint(m, prepared.skeleton.keypoints)]}
         print(json.dumps(row), flush=True)
         rows.append(row)
     decoding = " (DARK decoding for the MSRA heads)" if args.dark else ""
-    print(f"\n{args.checkpoint}{decoding}, held-out zoo (seed {EVAL_SEED}, val, GT boxes, flip test)\n")
-    print("| dataset | AP / PCKh ×100 | median r | share r < 1 | median d/s | median 2σ |")
-    print("|---|---|---|---|---|---|")
+    test = "no flip test" if args.no_flip else "flip test"
+    print(f"\n{args.checkpoint}{decoding}, held-out zoo (seed {EVAL_SEED}, val, GT boxes, {test})\n")
+    print("| dataset | AP / PCKh ×100 | median r | share r < 1 | median d/s | median 2σ | other side |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['dataset']} | {row['metric']} | {row['median_r']} | {row['share_r_below_1']} | "
-              f"{row['median_d_over_s']} | {row['median_2sigma'] if row['median_2sigma'] is not None else '-'} |")
+              f"{row['median_d_over_s']} | {row['median_2sigma'] if row['median_2sigma'] is not None else '-'} | "
+              f"{row['other_side']} |")
     print("\nPer dataset, the three keypoints with the largest and the smallest median r (median r, median error "
           "in image pixels):\n")
     for row in rows:

@@ -141,6 +141,23 @@ def test_oks_margin_r_below_one_is_a_keypoint_oks_above_half():
     assert rows[0][2] == 3.0 and rows[1][2] == 1.0
 
 
+def test_oks_margin_other_side_counts_keypoints_placed_on_the_mirror_partner():
+    import oks_margin
+
+    # a nose (unpaired) and a left/right pair 20 px apart in a 40 x 40 box: s = 40, the pair is 0.5 s apart
+    flip = [0, 2, 1]
+    truth = [20.0, 5.0, 2, 10.0, 20.0, 2, 30.0, 20.0, 2]
+    gt = {"annotations": [{"id": 1, "bbox": [0.0, 0.0, 40.0, 40.0], "keypoints": truth}]}
+
+    def share(pred):
+        return oks_margin.other_side_share(gt, [{"ann_id": 1, "keypoints": pred}], flip)
+
+    assert share([20, 5, 1, 11, 20, 1, 29, 20, 1]) == 0.0     # each side on its own truth
+    assert share([20, 5, 1, 29, 20, 1, 11, 20, 1]) == 1.0     # swapped
+    assert share([20, 5, 1, 11, 20, 1, 11, 20, 1]) == 0.5     # both on the left limb: one of two on the wrong side
+    assert oks_margin.other_side_share(gt, [{"ann_id": 1, "keypoints": [0] * 9}], flip, min_apart=0.6) == 0.0
+
+
 def test_continue_zoo_base_grows_depth_without_changing_the_output_and_writes_valid_recipes():
     import continue_zoo_base as cz
 
