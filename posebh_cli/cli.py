@@ -403,7 +403,8 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder to run the model on."),
     split: str = typer.Option("val", "--split", help="Split of the prepared dataset."),
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="Detections JSON (default: GT boxes)."),
-    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test."),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (default: on, unless the model "
+                                        "trained without mirrored crops, train.augmentation.flip 0)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Model head to use (default: by dataset name)."),
     prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Score the prototype heatmaps of this "
                                              "fitted skeleton / dataset in the model's prototype bank."),
@@ -447,7 +448,8 @@ def predict(
     out: Path = typer.Option(Path("predictions"), "--out", help="Output folder: one JSON per input, results.json "
                              "(every instance, COCO results) and overlays."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per forward pass."),
-    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)."),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test: average with the mirrored crop "
+                                        "(default: on, unless the model trained without mirrored crops)."),
     prototypes: Optional[str] = typer.Option(None, "--prototypes", help="Predict from the prototype heatmaps of "
                                              "this dataset/skeleton in the prototype bank."),
     kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Keypoints under this score are not drawn."),

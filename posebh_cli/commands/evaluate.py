@@ -89,7 +89,7 @@ def metrics_table(metrics: dict[str, float], title: str = "metrics") -> Table:
 
 def run_evaluate(results: Path | None = None, annotations: Path | None = None, skeleton: str | None = None,
                  protocol: str | None = None, checkpoint: Path | None = None, data: Path | None = None,
-                 split: str = "val", boxes: Path | None = None, flip: bool = True, dataset: str | None = None,
+                 split: str = "val", boxes: Path | None = None, flip: bool | None = None, dataset: str | None = None,
                  batch_size: int = 32, device: str | None = None, output: Path | None = None,
                  prototypes: str | None = None, save_predictions: Path | None = None,
                  warn: Callable[[str], None] = print) -> dict[str, float]:

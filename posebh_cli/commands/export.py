@@ -13,7 +13,7 @@ from pathlib import Path
 from posebh_cli.commands.devices import resolve_device
 from posebh_cli.errors import PosebhError
 from posebh_cli.inference.onnx_model import export_metadata
-from posebh_cli.inference.predictor import Predictor, load_checkpoint
+from posebh_cli.inference.predictor import Predictor, default_flip_test, load_checkpoint
 from posebh_cli.models.export import ExportResult, export_model
 from posebh_cli.models.store import resolve_checkpoint
 
@@ -42,7 +42,7 @@ def export_command(checkpoint: str | None, dataset: str | None, fmt: str, out: P
     metadata = None
     if fmt == "onnx":
         metadata = export_metadata(target.name, source, target.skeleton, described.codec, described.input_size,
-                                   described.box_padding, posebh_version())
+                                   described.box_padding, posebh_version(), flip_test=default_flip_test(recipe))
     result = export_model(model, model.datasets[target.dataset_idx], fmt, out, device=resolve_device(device),
                           channels=target.channels, prototype_rows=rows, metadata=metadata)
     result.name = target.name

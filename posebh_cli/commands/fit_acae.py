@@ -33,7 +33,7 @@ def head_coordinates(model, images: Tensor, head_indices: list[int], codecs: lis
                      flip: bool = True) -> tuple[Tensor, Tensor]:
     """Decoded coordinates [B, J, 2] (input pixels) and max-heatmap scores [B, J] of the listed heads.
 
-    Each head runs with its own expert (one pass per head when the backbone has experts), with flip test.
+    Each head runs with its own expert (one pass per head when the backbone has experts), with flip test if `flip`.
     """
     from posebh_cli.data.topdown import flip_heatmaps
 
@@ -54,7 +54,8 @@ def head_coordinates(model, images: Tensor, head_indices: list[int], codecs: lis
 
 
 def export_pseudo_gt(model, recipe, head_names: list[str], max_instances: int, min_score: float, use_gt: bool,
-                     batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True) -> PseudoGT:
+                     batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True,
+                     flip: bool = True) -> PseudoGT:
     """Predict every listed head on GT-box crops of the recipe datasets whose head is listed (no augmentation)."""
     from posebh_cli.data.codecs import dataset_codec
     from posebh_cli.data.dataset import normalise
@@ -89,7 +90,7 @@ def export_pseudo_gt(model, recipe, head_names: list[str], max_instances: int, m
                 crops.append(warp_image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), matrix, (w, h)))
                 matrices.append(matrix)
             images = torch.from_numpy(np.stack([normalise(c) for c in crops])).to(device)
-            xy, score = head_coordinates(model, images, head_indices, codecs)
+            xy, score = head_coordinates(model, images, head_indices, codecs, flip)
             xy, score = xy.cpu().numpy() / scale, score.cpu().numpy()
             head_scores = np.stack([score[:, a:b].mean(1) for a, b in zip(offsets[:-1], offsets[1:])], 1)
             for j, inst in enumerate(chunk):
@@ -162,8 +163,8 @@ def fit_acae_command(checkpoint: str | Path | None, recipe_path: str | Path, out
 
     `checkpoint` is a model name or a path (None: the default model); the recipe a path or a bundled name."""
     from posebh_cli.commands.devices import resolve_device
+    from posebh_cli.inference.predictor import default_flip_test, load_checkpoint
     from posebh_cli.methods import load_recipe
-    from posebh_cli.models.checkpoint import load_model
     from posebh_cli.models.store import resolve_checkpoint
 
     out = Path(out)
@@ -174,7 +175,7 @@ def fit_acae_command(checkpoint: str | Path | None, recipe_path: str | Path, out
     recipe = load_recipe(recipe_path)
     checkpoint = resolve_checkpoint(checkpoint)
     device = resolve_device(device)
-    model = load_model(checkpoint)
+    model, model_recipe = load_checkpoint(checkpoint)
     heads = list(heads) if heads else default_heads(model, recipe)
     _check_heads(model, recipe, heads)
     skeletons = [model.skeletons[model.datasets.index(n)] for n in heads]
@@ -183,7 +184,8 @@ def fit_acae_command(checkpoint: str | Path | None, recipe_path: str | Path, out
     pairs, centre = split_latents(latents, centre_latents, layout)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    pseudo = export_pseudo_gt(model, recipe, heads, max_instances, min_score, use_gt, batch_size, device)
+    pseudo = export_pseudo_gt(model, recipe, heads, max_instances, min_score, use_gt, batch_size, device,
+                              flip=default_flip_test(model_recipe))
     poses = torch.from_numpy(pseudo.poses)
     acae = fit_acae(poses, layout, pairs, centre, lam=lam, steps=steps, seed=seed)
     h, w = recipe.model.img_size

@@ -57,18 +57,20 @@ def fit_prototypes_run(checkpoint: str | Path | None, data: str | Path, split: s
     from posebh_cli.data.dataset import TopDownDataset, collate
     from posebh_cli.data.prepared import open_prepared
     from posebh_cli.inference.evaluate import evaluate_model
+    from posebh_cli.inference.predictor import default_flip_test, load_checkpoint
     from posebh_cli.methods.prototype_fit import FitConfig, collect_pixels, fit_prototypes
-    from posebh_cli.models.checkpoint import load_model, save_checkpoint
+    from posebh_cli.models.checkpoint import save_checkpoint
 
     from posebh_cli.commands.devices import resolve_device
     from posebh_cli.models.store import resolve_checkpoint
 
     console = console or Console(stderr=True, quiet=not is_main_process())
-    config = FitConfig(algorithm=algorithm, epochs=epochs)
-    config.check()
     device = resolve_device(device)
     checkpoint = resolve_checkpoint(checkpoint)  # a model name or a path; None: the default model
-    source = load_model(checkpoint)
+    source, source_recipe = load_checkpoint(checkpoint)
+    # the mirrored crops are embedded too where the model is flip-tested, i.e. unless it trained without flips
+    config = FitConfig(algorithm=algorithm, epochs=epochs, flip=default_flip_test(source_recipe))
+    config.check()
     if not source.with_embedding:
         raise input_error(checkpoint, "has no keypoint embedding; fit-prototypes needs a PoseBH checkpoint",
                           field="with_embedding")
@@ -106,6 +108,8 @@ def fit_prototypes_run(checkpoint: str | Path | None, data: str | Path, split: s
     recipe = {"name": f"fit-prototypes-{name}",
               "datasets": [{"name": name, "path": str(data), "train_split": split, "val_split": val_split,
                             "codec": "msra", "sigma": 2.0, "box_padding": padding}]}
+    if not config.flip:  # the fitted model is tested as its source: without flip test
+        recipe["train"] = {"augmentation": {"flip": 0.0}}
     metrics = {}
     if val_split is not None:
         metrics = evaluate_model(model, prepared, val_split, name, source="prototypes", recipe=recipe,

@@ -366,9 +366,9 @@ def _validate(recipe: Recipe, prepared: list, model: nn.Module, run_dir: Path, a
         for spec, ds in zip(recipe.datasets, prepared):
             if spec.val_split is None:
                 continue
-            metrics = evaluate_model(model, ds, spec.val_split, spec.name, flip=True,
+            metrics = evaluate_model(model, ds, spec.val_split, spec.name,
                                      batch_size=recipe.train.val_batch_size, max_images=recipe.train.val_max_images,
-                                     recipe=recipe.to_dict())  # decode with the codec each head trained with
+                                     recipe=recipe.to_dict())  # the codec and flip test the heads trained with
             record.update({f"val/{spec.name}/{k}": v for k, v in metrics.items()})
             main = next((k for k in MAIN_METRICS if k in metrics), None)
             if main is not None:

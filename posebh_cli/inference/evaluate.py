@@ -100,7 +100,7 @@ def _results_for_image(image_id: int, instances: list[dict], jobs: list[dict], u
 
 
 def evaluate_model(model, prepared: PreparedDataset | str | Path, split: str, dataset_name: str | None,
-                   flip: bool = True, batch_size: int = 32, max_images: int | None = None,
+                   flip: bool | None = None, batch_size: int = 32, max_images: int | None = None,
                    boxes: str | Path | list | None = None, source: str = "head", device: str | None = None,
                    recipe: dict | None = None, box_score_thr: float = 0.0,
                    keep_results: list | None = None, codec=None) -> dict[str, float]:
@@ -172,7 +172,7 @@ def predict_split(predictor: Predictor, prepared: PreparedDataset, split: str, i
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, boxes: str | Path | None = None,
-                        flip: bool = True, dataset: str | None = None, batch_size: int = 32,
+                        flip: bool | None = None, dataset: str | None = None, batch_size: int = 32,
                         device: str | None = None, source: str = "head",
                         keep_results: list | None = None, warn=None) -> dict[str, float]:
     """`posebh evaluate --checkpoint`: load a checkpoint and score it on a prepared split.

@@ -8,7 +8,8 @@ skeleton (a dataset's head, or a prototype-bank skeleton's prototype heatmaps). 
   bank entry), `skeleton` (the full skeleton: names, flip pairs, sigmas, links), `keypoint_names`, `flip_indices`,
   `sigmas` (for OKS-NMS and rescoring), `input_size` and `heatmap_size` ([w, h]), `mean` / `std` (RGB in [0, 1]),
   `box_padding`, `codec` (`codec_spec`: name, sizes, sigma, the sub-pixel step it decodes with, and whether the
-  mirrored maps of the flip test are shifted one pixel), `input` / `output` (tensor names);
+  mirrored maps of the flip test are shifted one pixel), `flip_test` (false for a model trained without mirrored
+  crops; a file without it means true), `input` / `output` (tensor names);
 - a few flat keys for a quick look (`posebh.skeleton`, `posebh.keypoints`, `posebh.input_size`, `posebh.codec`,
   `posebh.source`, `posebh.version`).
 
@@ -129,7 +130,7 @@ def codec_from_spec(spec: dict, path: str | Path):
 
 
 def export_metadata(name: str, source: str, skeleton: Skeleton, codec, input_size: tuple[int, int],
-                    box_padding: float, version: str) -> dict[str, str]:
+                    box_padding: float, version: str, flip_test: bool = True) -> dict[str, str]:
     """The `metadata_props` of an exported pose model (string keys and values)."""
     meta = {"format": METADATA_FORMAT, "posebh_version": version, "source": source, "name": name,
             "skeleton": skeleton.to_dict(), "keypoint_names": list(skeleton.keypoints),
@@ -137,7 +138,7 @@ def export_metadata(name: str, source: str, skeleton: Skeleton, codec, input_siz
             "input_size": [int(v) for v in input_size], "heatmap_size": list(codec.heatmap_size),
             "mean": [float(v) for v in IMAGENET_MEAN], "std": [float(v) for v in IMAGENET_STD],
             "pixel_format": "RGB, [B, 3, H, W] float32: (pixel / 255 - mean) / std",
-            "box_padding": float(box_padding), "codec": codec_spec(codec),
+            "box_padding": float(box_padding), "codec": codec_spec(codec), "flip_test": bool(flip_test),
             "input": INPUT_NAME, "output": OUTPUT_NAME}
     width, height = input_size
     return {METADATA_KEY: json.dumps(meta), "posebh.version": version, "posebh.source": f"{source} {name}",
@@ -158,6 +159,7 @@ class OnnxPoseMeta:
     mean: np.ndarray
     std: np.ndarray
     version: str
+    flip_test: bool = True
 
 
 def parse_metadata(props: dict[str, str], path: str | Path) -> OnnxPoseMeta:
@@ -198,12 +200,16 @@ def parse_metadata(props: dict[str, str], path: str | Path) -> OnnxPoseMeta:
     std = np.asarray(field("std", is_rgb, "3 non-zero numbers"), np.float32)
     if not np.all(std != 0):
         raise input_error(path, f"expected 3 non-zero numbers, got {meta['std']!r}", record=record, field="std")
+    flip_test = meta.get("flip_test", True)
+    if not isinstance(flip_test, bool):
+        raise input_error(path, f"expected true or false, got {flip_test!r}", record=record, field="flip_test")
     codec = codec_from_spec(field("codec", lambda v: isinstance(v, dict), "a codec object"), path)
     if tuple(codec.input_size) != input_size:
         raise input_error(path, f"the codec's input size {list(codec.input_size)} is not the model's "
                           f"{list(input_size)}", record=record, field="codec")
     return OnnxPoseMeta(name=name, source=source, skeleton=skeleton, codec=codec, input_size=input_size,
-                        box_padding=float(padding), mean=mean, std=std, version=str(meta.get("posebh_version", "?")))
+                        box_padding=float(padding), mean=mean, std=std, version=str(meta.get("posebh_version", "?")),
+                        flip_test=flip_test)
 
 
 # ---------------------------------------------------------------- the heatmap function

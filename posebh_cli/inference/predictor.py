@@ -156,6 +156,17 @@ def default_codec(model, dataset: str, recipe: dict | None = None):
                       sigma=sigma)
 
 
+def default_flip_test(recipe: dict | None = None) -> bool:
+    """Flip test, unless the recipe trained without mirrored crops (`train.augmentation.flip: 0`).
+
+    Flip test assumes a mirrored crop is another valid crop with its left/right labels swapped, as on photos. A model
+    trained without flips, on data whose sides look different (the synthetic zoo colours them), reads the mirrored
+    crop's sides the wrong way round, and averaging the two readings undoes what it learned.
+    """
+    flip = (((recipe or {}).get("train") or {}).get("augmentation") or {}).get("flip")
+    return flip is None or float(flip) > 0
+
+
 def default_box_padding(dataset: str, recipe: dict | None = None) -> float:
     """The recipe's `box_padding` for `dataset` (1.0 where the annotations pad boxes already, as InterHand), else 1.25."""
     recipe = recipe or {}
@@ -217,7 +228,8 @@ class Predictor:
     skeleton; `recipe` is the checkpoint's recipe dict, read for the dataset's codec and box padding
     (`default_codec`, `default_box_padding`). An ONNX model predicts the one target its metadata describes (codec,
     box padding, input size, mean/std); `dataset` / `skeleton` / `source` must agree with it. `codec` and
-    `box_padding` override either. Everything around the network (crops, normalisation, flip test, decoding,
+    `box_padding` override either. `flip` (flip test) defaults to the recipe's (`default_flip_test`): on, unless
+    the model trained without mirrored crops. Everything around the network (crops, normalisation, flip test, decoding,
     back-projection, rescoring) is this class's, whichever `heatmap_fn` runs.
 
     `predict(images, boxes_per_image, box_scores)` returns, per image, a list of instances:
@@ -227,7 +239,7 @@ class Predictor:
     """
 
     def __init__(self, model, dataset: str | None = None, skeleton: Skeleton | str | None = None,
-                 device: str | torch.device | None = None, batch_size: int = 32, flip: bool = True, codec=None,
+                 device: str | torch.device | None = None, batch_size: int = 32, flip: bool | None = None, codec=None,
                  source: str | None = None, recipe: dict | None = None, box_padding: float | None = None):
         if isinstance(model, (str, Path)):
             if is_onnx(model):
@@ -243,6 +255,7 @@ class Predictor:
             self.target = _onnx_target(model, dataset, skeleton, source)
             self.source = meta.source
             own_codec, own_padding = meta.codec, meta.box_padding
+            own_flip = meta.flip_test
             self.input_size, self.mean, self.std = meta.input_size, meta.mean, meta.std
             self.heatmap_fn = model
         else:
@@ -252,13 +265,14 @@ class Predictor:
             self.target = resolve_target(model, dataset, skeleton, self.source)
             own_codec = None if codec is not None else default_codec(model, self.target.name, recipe)
             own_padding = default_box_padding(self.target.name, recipe)
+            own_flip = default_flip_test(recipe)
             self.input_size, self.mean, self.std = _input_size(model), IMAGENET_MEAN, IMAGENET_STD
             self.heatmap_fn = TorchHeatmaps(self.model, self.target, self.source)
         self.skeleton = self.target.skeleton
         self.codec = codec if codec is not None else own_codec
         self.box_padding = box_padding if box_padding is not None else own_padding
         self.batch_size = max(1, int(batch_size))
-        self.flip = flip
+        self.flip = flip if flip is not None else own_flip
 
     # ------------------------------------------------------------------ geometry
     def crop(self, image: np.ndarray, bbox: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

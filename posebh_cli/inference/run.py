@@ -297,7 +297,8 @@ def _box_source(boxes: str | Path | None, whole_image: bool, detector: str | Pat
 
 def run_predict(inputs: str | Path | Sequence[str | Path], checkpoint: str | Path, out_dir: str | Path,
                 skeleton: str | None = None, dataset: str | None = None, boxes: str | Path | None = None,
-                whole_image: bool = False, batch_size: int = 32, flip: bool = True, prototypes: str | None = None,
+                whole_image: bool = False, batch_size: int = 32, flip: bool | None = None,
+                prototypes: str | None = None,
                 kpt_thr: float = 0.3, bbox_thr: float = 0.0, device: str | None = None,
                 detector: str | Path | None = None, detector_classes: tuple[int, ...] = (0,),
                 recursive: bool = False, draw_heatmap: bool | None = None, radius: int | None = None,
@@ -371,8 +372,8 @@ def run_predict(inputs: str | Path | Sequence[str | Path], checkpoint: str | Pat
 
 
 def load_predictor(checkpoint: str | Path, skeleton: str | None = None, dataset: str | None = None,
-                   prototypes: str | None = None, device: str | None = None, batch_size: int = 32, flip: bool = True,
-                   warn: Callable[[str], None] | None = None) -> Predictor:
+                   prototypes: str | None = None, device: str | None = None, batch_size: int = 32,
+                   flip: bool | None = None, warn: Callable[[str], None] | None = None) -> Predictor:
     """The Predictor of `checkpoint` for the requested skeleton.
 
     An exported `.onnx` file runs under ONNX Runtime (`onnx_model.OnnxHeatmaps`; `warn` gets the one line of a GPU

@@ -19,7 +19,7 @@ EXTRA_POINTS = ("pelvis", "thorax", "upper_neck", "head_top")  # coco_mpii21 poi
 
 
 def score_head_on(model, head: str, prepared: PreparedDataset | str | Path, split: str = "val",
-                  flip: bool = True, batch_size: int = 32, max_images: int | None = None,
+                  flip: bool | None = None, batch_size: int = 32, max_images: int | None = None,
                   device: str | None = None, groundtruth: dict | None = None) -> dict[str, float]:
     """OKS AP (no-area rule) of `model`'s head `head` on another zoo dataset's images, against hidden points."""
     if not isinstance(prepared, PreparedDataset):
@@ -38,7 +38,7 @@ def score_head_on(model, head: str, prepared: PreparedDataset | str | Path, spli
 
 
 def cross_skeleton_scores(model, prepared: dict[str, PreparedDataset | str | Path], split: str = "val",
-                          flip: bool = True, batch_size: int = 32, max_images: int | None = None,
+                          flip: bool | None = None, batch_size: int = 32, max_images: int | None = None,
                           device: str | None = None, heads: list[str] | None = None) -> dict[str, float]:
     """AP of every head of `model` on every OTHER dataset in `prepared` whose zoo figures have its skeleton.
 
@@ -65,7 +65,7 @@ def cross_skeleton_scores(model, prepared: dict[str, PreparedDataset | str | Pat
 
 def score_extra_points(model, prepared, split: str = "val", points: tuple[str, ...] = EXTRA_POINTS,
                        skeleton: str | Skeleton = "coco_mpii21", groundtruth: str | Path | None = None,
-                       flip: bool = True, batch_size: int = 32, max_images: int | None = None,
+                       flip: bool | None = None, batch_size: int = 32, max_images: int | None = None,
                        device: str | None = None) -> dict[str, float]:
     """OKS AP of the `points` a union head predicts beyond a dataset's labels, against the zoo's hidden GT.
 

@@ -121,6 +121,17 @@ def test_box_padding_comes_from_the_recipe(model):
     assert np.allclose(inst["scale"], [30, 40])  # the box already has the input's aspect ratio: no padding
 
 
+def test_flip_test_follows_the_recipe_flips(model):
+    from posebh_cli.inference.predictor import default_flip_test
+
+    no_flips = {"train": {"augmentation": {"flip": 0.0}}}
+    assert default_flip_test(None) and default_flip_test({"train": {"augmentation": {"flip": 0.5}}})
+    assert not default_flip_test(no_flips)
+    assert Predictor(model, dataset="coco").flip is True
+    assert Predictor(model, dataset="coco", recipe=no_flips).flip is False
+    assert Predictor(model, dataset="coco", recipe=no_flips, flip=True).flip is True   # --flip overrides
+
+
 def test_an_imported_bank_is_scored_with_absolute_cosine(model):
     # The released code scores |cos|; a bank whose prototypes are negated must give the same heatmaps.
     image = np.zeros((96, 72, 3), np.uint8)

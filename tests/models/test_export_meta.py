@@ -6,6 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from posebh_cli.cli import app
+from posebh_cli.errors import PosebhError
 from posebh_cli.models.checkpoint import save_checkpoint
 from posebh_cli.models.pose_model import PoseModel
 from posebh_cli.skeletons import load_skeleton, skeleton_from_dict
@@ -63,6 +64,26 @@ def test_export_writes_the_metadata_predict_needs(checkpoint, tmp_path):
     assert _export("--checkpoint", checkpoint, "--out", tmp_path / "coco.onnx").exit_code == 0
     coco = json.loads(_props(tmp_path / "coco.onnx")["posebh"])
     assert coco["name"] == "coco" and coco["codec"]["refine"] == "dark_udp" and not coco["codec"]["flip_shift"]
+    assert meta["flip_test"] is True and coco["flip_test"] is True   # the recipe names no flip augmentation
+
+
+def test_a_model_trained_without_flips_exports_without_flip_test(tmp_path):
+    from posebh_cli.inference.onnx_model import parse_metadata
+    from posebh_cli.inference.predictor import Predictor
+
+    torch.manual_seed(0)
+    model = PoseModel("vit_pico", ["coco"], [load_skeleton("coco")], img_size=(64, 48))
+    no_flips = save_checkpoint(model, tmp_path / "run", recipe={**RECIPE, "train": {"augmentation": {"flip": 0.0}}})
+    out = tmp_path / "coco.onnx"
+    assert _export("--checkpoint", no_flips, "--out", out).exit_code == 0
+    props = _props(out)
+    assert json.loads(props["posebh"])["flip_test"] is False
+    assert Predictor(out).flip is False and Predictor(out, flip=True).flip is True
+    older = json.loads(props["posebh"])
+    del older["flip_test"]   # a file exported before the field existed is flip-tested, as then
+    assert parse_metadata({"posebh": json.dumps(older)}, out).flip_test is True
+    with pytest.raises(PosebhError, match="field 'flip_test': expected true or false"):
+        parse_metadata({"posebh": json.dumps({**older, "flip_test": "no"})}, out)
 
 
 def test_export_a_prototype_skeleton(checkpoint, tmp_path):
