@@ -133,13 +133,13 @@ def main() -> None:
             codec = MSRAHeatmap(codec.input_size, codec.heatmap_size, codec.sigma, dark=True)
         metrics = evaluate_model(model, prepared, "val", name, flip=not args.no_flip, keep_results=results,
                                  codec=codec)
-        m = keypoint_margins(prepared.load_coco("val"), results, np.asarray(prepared.skeleton.sigmas), protocol)
+        gt = prepared.load_coco("val")
+        m = keypoint_margins(gt, results, np.asarray(prepared.skeleton.sigmas), protocol)
         row = {"dataset": name, "metric": round(100 * metrics[PRIMARY_METRIC[protocol]], 1),
                "median_r": round(float(np.median(m["r"])), 2), "share_r_below_1": round(float(np.mean(m["r"] < 1)), 3),
                "median_d_over_s": round(float(np.median(m["d_over_s"])), 3),
                "median_2sigma": None if protocol == "pckh" else round(float(np.median(m["two_sigma"])), 3),
-               "other_side": round(other_side_share(prepared.load_coco("val"), results,
-                                                    prepared.skeleton.flip_indices), 3),
+               "other_side": round(other_side_share(gt, results, prepared.skeleton.flip_indices), 3),
                "keypoints": int(m["r"].size),
                "by_keypoint": [[k, round(r, 2), round(px, 1)]
                                for k, r, px in per_keypoint(m, prepared.skeleton.keypoints)]}
