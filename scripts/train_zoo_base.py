@@ -1,20 +1,25 @@
 """Reproduce the shipped zoo base model (`zoo-base`): the zoo's ViTPose++, i.e. the multi-head baseline trained on
-the six MDT datasets of the synthetic zoo in two stages with bundled recipes:
+the six MDT datasets of the synthetic zoo in three stages with bundled recipes:
 
 1. `zoo-base`: vit_pico at 256x192 from random init, 40 epochs (runs/zoo-base); its model is written as fp16 with
    a scored card to <work>/zoo-base-256, exactly as it would ship;
 2. `zoo-base-384`: that model continued at 384x288 for 6 epochs (runs/zoo-base-384), the position table
-   interpolated to the new token grid (on the zoo, token resolution buys the most per CPU-minute).
+   interpolated to the new token grid (on the zoo, token resolution buys the most per CPU-minute); written as fp16
+   with its card to <work>/zoo-base-384;
+3. `zoo-base-noflip`: that model continued without mirrored crops for 72k samples (runs/zoo-base-noflip). The zoo
+   colours a figure's left and right limbs differently; mirrored crops with swapped labels make that cue
+   contradictory, and the first two stages pick a side at random.
 
-    python scripts/train_zoo_base.py --work runs/zoo-base-work            # synth + prepare + both stages (resumes)
+    python scripts/train_zoo_base.py --work runs/zoo-base-work            # synth + prepare + all stages (resumes)
     python scripts/train_zoo_base.py --work runs/zoo-base-work --ship     # + score on a fresh zoo, write the
                                                                           #   package's posebh_cli/weights/zoo-base
-    python scripts/train_zoo_base.py --work runs/zoo-base-work --first-stage --score   # the first stage alone
+    python scripts/train_zoo_base.py --work runs/zoo-base-work --stages 1 --score   # the first stage alone
 
 Every step is the command a user would type (`posebh synth`, `posebh prepare-data`, `posebh train-mdt`), run in
 `--work`; a step whose output exists is skipped and an interrupted training continues with `--resume`, so the
 script can be run again after any interruption. `--ship` scores the final model on a zoo synthesized with a
-seed never used for training (val split, GT boxes, flip test) and writes fp16 weights, model.json and a card.
+seed never used for training (val split, GT boxes, flip test where the stage trained with mirrored crops) and
+writes fp16 weights, model.json and a card.
 
 The first stage takes longer than one machine lives here; `--continue-shipped` starts its run folder from a
 first-stage copy's weights at its step (<work>/zoo-base-256, else the package's copy when it is one; fresh optimizer
@@ -59,7 +64,9 @@ EVAL_SEED, EVAL_SCALE = 2000, 2.0         # the held-out zoo of the card (never 
 TRAIN_SLICE_SCALE = 0.25                  # --train-gap: the first images of the training zoo, resynthesized
 RECIPE = "zoo-base"                       # first stage: 256x192 from random init
 HIRES_RECIPE = "zoo-base-384"             # second stage: the first stage's model continued at 384x288
+NOFLIP_RECIPE = "zoo-base-noflip"         # third stage: the second stage's model continued without mirrored crops
 FIRST_STAGE = "zoo-base-256"              # in --work: the first stage's model as fp16 with its card, the 2nd's init
+HIRES_STAGE = "zoo-base-384"              # in --work: the second stage's model as fp16 with its card, the 3rd's init
 SHIP_DIR = REPO / "posebh_cli" / "weights" / "zoo-base"
 
 
@@ -243,21 +250,33 @@ def is_first_stage(folder: Path) -> bool:
 def train_hires(work: Path, first: Path, threads: int | None) -> Path:
     """Second stage: the first stage's model (`first`, a run folder) written to work/zoo-base-256 as fp16 with
     its scored card, exactly as it would ship, then `posebh train-mdt --recipe zoo-base-384` from it."""
-    run = work / "runs" / HIRES_RECIPE
+    return continue_stage(work, first, FIRST_STAGE, HIRES_RECIPE, threads)
+
+
+def train_noflip(work: Path, hires: Path, threads: int | None) -> Path:
+    """Third stage: the second stage's model (`hires`, a run folder) written to work/zoo-base-384 as fp16 with its
+    scored card, then `posebh train-mdt --recipe zoo-base-noflip` from it."""
+    return continue_stage(work, hires, HIRES_STAGE, NOFLIP_RECIPE, threads)
+
+
+def continue_stage(work: Path, previous: Path, init_name: str, recipe: str, threads: int | None) -> Path:
+    """`posebh train-mdt --recipe <recipe>` in work/runs/<recipe>, from the previous stage's run shipped (fp16,
+    scored card) to work/<init_name>, the folder the recipe's `model.init.path` names. Resumes an interrupted run."""
+    run = work / "runs" / recipe
     if (run / "model.json").is_file():   # the trainer writes it once, at the end
         return run
     has_state = (run / "state").is_dir()
-    init = work / FIRST_STAGE
+    init = work / init_name
     if not (init / "model.json").is_file():
-        ship(first, score(first, held_out_zoo(work)), training_figures(first), out=init)
+        ship(previous, score(previous, held_out_zoo(work)), card_figures(previous, work), out=init)
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
-    posebh("train-mdt", "--recipe", HIRES_RECIPE, "--out", str(run), *(["--resume"] if has_state else []), cwd=work)
+    posebh("train-mdt", "--recipe", recipe, "--out", str(run), *(["--resume"] if has_state else []), cwd=work)
     return run
 
 
 def card_figures(run: Path, work: Path) -> dict:
-    """The card's training record of `run`. A second-stage run (its recipe starts from a first-stage model's
+    """The card's training record of `run`. A later-stage run (its recipe starts from an earlier stage's model
     folder) continues that model's card: its steps, hours and segments come first, its scores are kept."""
     from posebh_cli.files import read_yaml
 
@@ -267,16 +286,20 @@ def card_figures(run: Path, work: Path) -> dict:
     init = model.get("init") or {}
     if init.get("kind") != "ours":
         return figures
-    first = json.loads((work / init["path"] / "card.json").read_text())
+    previous = json.loads((work / init["path"] / "card.json").read_text())
+    size = size_name(model["img_size"])
+    resized = size_name(previous.get("input", [256, 192])) != size
     own = figures["segments"][-1]
-    own.update(steps=[first["steps"] + step for step in own["steps"]], recipe=recipe["name"],
-               start=f"the {first['recipe']} model of step {first['steps']} (fp16, as it shipped) at "
-                     f"{size_name(model['img_size'])}: position table interpolated, fresh AdamW moments")
-    return {"steps": first["steps"] + figures["steps"], "samples_seen": first["samples_seen"] + figures["samples_seen"],
-            "train_hours": round(first["train_hours"] + figures["train_hours"], 2),
-            "segments": [*(first.get("segments") or []), own],
-            "first_stage": {"recipe": first["recipe"], "input": first.get("input", [256, 192]),
-                            "scores": first["scores"]}}
+    own.update(steps=[previous["steps"] + step for step in own["steps"]], recipe=recipe["name"],
+               start=f"the {previous['recipe']} model of step {previous['steps']} (fp16, as it shipped)"
+                     f"{f' at {size}: position table interpolated,' if resized else ','} fresh AdamW moments")
+    earlier = [*previous.get("earlier_stages", []),
+               {"recipe": previous["recipe"], "input": previous.get("input", [256, 192]), "scores": previous["scores"],
+                "flip_test": previous.get("eval_zoo", {}).get("flip_test", True)}]
+    return {"steps": previous["steps"] + figures["steps"],
+            "samples_seen": previous["samples_seen"] + figures["samples_seen"],
+            "train_hours": round(previous["train_hours"] + figures["train_hours"], 2),
+            "segments": [*(previous.get("segments") or []), own], "earlier_stages": earlier}
 
 
 def write_segments(run: Path, segments: list[dict]) -> None:
@@ -323,12 +346,12 @@ def _run_precision(run: Path) -> str:
 
 
 def score(run: Path, prepared: Path, split: str = "val", datasets=MDT_DATASETS) -> dict[str, dict]:
-    """Each dataset's metrics on `split` with its own head: GT boxes, flip test."""
+    """Each dataset's metrics on `split` with its own head: GT boxes, flip test unless the run trained without
+    mirrored crops (the predictor's default for the run's recipe)."""
     from posebh_cli.data.prepared import open_prepared
     from posebh_cli.inference.evaluate import evaluate_model
     model, recipe = model_of_run(run)
-    return {d: evaluate_model(model, open_prepared(prepared / d), split, d, flip=True, recipe=recipe)
-            for d in datasets}
+    return {d: evaluate_model(model, open_prepared(prepared / d), split, d, recipe=recipe) for d in datasets}
 
 
 def model_of_run(run: Path):
@@ -362,6 +385,7 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: 
     from safetensors.torch import save_file
 
     from posebh_cli.files import atomic_file, write_json
+    from posebh_cli.inference.predictor import default_flip_test
     from posebh_cli.models.checkpoint import checkpoint_meta
 
     model, recipe = model_of_run(run)
@@ -370,7 +394,7 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: 
     card = {"name": "zoo-base", "recipe": recipe["name"], "input": recipe["model"]["img_size"],
             "train_zoo": {"seed": TRAIN_SEED, "scale": TRAIN_SCALE},
             "eval_zoo": {"seed": EVAL_SEED, "scale": EVAL_SCALE, "split": "val", "boxes": "ground truth",
-                         "flip_test": True},
+                         "flip_test": default_flip_test(recipe)},
             "commit": _commit(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
             **(trained or {}), **figures, "scores": scores}
     meta["extra"] = dict(meta.get("extra") or {}, card=card)
@@ -389,21 +413,29 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: 
 def card_markdown(card: dict) -> str:
     """The human card: what the model is, how it was made, what it scores (numbers from card.json)."""
     size = size_name(card.get("input", [256, 192]))
-    first = card.get("first_stage")
-    columns = ["dataset", "metric", *([f"{first['recipe']} ({size_name(first['input'])})"] if first else []),
-               f"{card['recipe']} ({size})" if first else "value"]
+    stages = [*card.get("earlier_stages", []), {"recipe": card["recipe"], "input": card.get("input", [256, 192]),
+                                               "scores": card["scores"]}]
+    columns = ["dataset", "metric", *(f"{stage['recipe']} ({size_name(stage['input'])})" for stage in stages)]
     rows = []
     for name, metrics in card["scores"].items():
         metric = main_metric(metrics)
-        values = [first["scores"][name][metric], metrics[metric]] if first else [metrics[metric]]
+        values = [stage["scores"][name][metric] for stage in stages]
         rows.append("| " + " | ".join([name, metric, *(f"{100 * v:.1f}" for v in values)]) + " |")
-    if first:
-        made = (f"trained on the six MDT datasets of the synthetic zoo in two stages with the bundled recipes: "
-                f"`{first['recipe']}` at {size_name(first['input'])} from random init, then "
-                f"`{card['recipe']}` continuing it at {size} (`posebh train-mdt --recipe {card['recipe']}`)")
+    steps = [f"`{stages[0]['recipe']}` at {size_name(stages[0]['input'])} from random init"]
+    for before, stage in zip(stages, stages[1:]):
+        resized = stage["input"] != before["input"]
+        steps.append(f"`{stage['recipe']}` continuing it" + (f" at {size_name(stage['input'])}" if resized else ""))
+    made = (f"trained on the six MDT datasets of the synthetic zoo with the bundled recipe"
+            f"{'s' if len(stages) > 1 else ''} {', then '.join(steps)} (`posebh train-mdt --recipe <name>`)")
+    flip_tests = [stage.get("flip_test", True) for stage in card.get("earlier_stages", [])]
+    flip_tests.append(card["eval_zoo"].get("flip_test", True))
+    if all(flip_tests):
+        test = "flip test"
+    elif not any(flip_tests):
+        test = "no flip test"
     else:
-        made = (f"trained on the six MDT datasets of the synthetic zoo with the bundled recipe `{card['recipe']}`: "
-                f"`posebh train-mdt --recipe {card['recipe']}`")
+        test = ("flip test for the stages trained with mirrored crops, none for "
+                + ", ".join(f"`{stage['recipe']}`" for stage, flip in zip(stages, flip_tests) if not flip))
     return "\n".join([
         "# zoo-base: the synthetic zoo's ViTPose++",
         "",
@@ -419,7 +451,7 @@ def card_markdown(card: dict) -> str:
         "",
         f"Held-out scores: a zoo synthesized with seed {card['eval_zoo']['seed']} at scale "
         f"{card['eval_zoo']['scale']} (never used for training), "
-        "val split, ground-truth boxes, flip test (x100):",
+        f"val split, ground-truth boxes, {test} (x100):",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
@@ -469,8 +501,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP threads for training (1 on a shared CPU)")
     parser.add_argument("--ship", action="store_true", help="score on the held-out zoo and write the package copy")
     parser.add_argument("--run", type=Path, default=None, help="ship this run folder instead of training")
-    parser.add_argument("--first-stage", action="store_true",
-                        help=f"stop after the first stage ({RECIPE}, 256x192): train, --score or --ship it alone")
+    parser.add_argument("--stages", type=int, choices=[1, 2, 3], default=3,
+                        help=f"train the first N stages ({RECIPE}, {HIRES_RECIPE}, {NOFLIP_RECIPE}); --score or "
+                             "--ship the last of them")
     parser.add_argument("--continue-shipped", action="store_true",
                         help="a new first-stage run starts from a first-stage copy's weights and step "
                              "(<work>/zoo-base-256, else the package's copy when it is one): a run longer than one "
@@ -491,7 +524,7 @@ def main() -> None:
     if args.rescore:
         card = json.loads((SHIP_DIR / "card.json").read_text())
         scores = score(SHIP_DIR, held_out_zoo(work))
-        kept = ("steps", "samples_seen", "train_hours", "segments", "first_stage")
+        kept = ("steps", "samples_seen", "train_hours", "segments", "earlier_stages")
         ship(SHIP_DIR, scores, {k: card[k] for k in kept if k in card},
              trained={"commit": card["commit"], "machine": card["machine"]})
         print(json.dumps({"rescored": str(SHIP_DIR), "x100": x100(scores)}))
@@ -503,8 +536,10 @@ def main() -> None:
         run = args.run.resolve()
     if args.anneal:
         run = anneal(run, work, args.anneal, args.precision)
-    if args.run is None and not args.first_stage:
+    if args.run is None and args.stages >= 2:
         run = train_hires(work, run, args.threads)
+    if args.run is None and args.stages >= 3:
+        run = train_noflip(work, run, args.threads)
     if args.ship or args.score:
         scores = score(run, held_out_zoo(work))
         if args.score:

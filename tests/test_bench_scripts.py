@@ -182,40 +182,70 @@ def test_continue_zoo_base_grows_depth_without_changing_the_output_and_writes_va
         assert recipe.model.init.kind == "ours" and recipe.model.arch == cz.ARMS[arm][0]
 
 
-def test_zoo_base_second_stage_card_continues_the_first_stage_card(tmp_path):
-    """The shipped card of the 384x288 stage counts the first stage's steps, hours and segments before its own and
-    shows both stages' scores; the bundled second-stage recipe starts from the first stage's folder."""
-    import train_zoo_base as tzb
+def _stage_run(tmp_path, recipe_name: str, steps: int):
+    """A run folder of a bundled stage recipe with `steps` logged steps at 16 samples/s; the recipe's dict."""
     import yaml
 
-    from posebh_cli.recipe import find_recipe, recipe_from_dict
+    from posebh_cli.recipe import find_recipe
+
+    raw = yaml.safe_load(find_recipe(recipe_name).read_text())
+    run = tmp_path / "runs" / recipe_name
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(raw))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": steps - 10, "samples_per_s": 16.0}) + "\n"
+                                       + json.dumps({"step": steps, "loss": 1.0}) + "\n")
+    return run, raw
+
+
+def test_zoo_base_later_stage_cards_continue_the_earlier_stage_cards(tmp_path):
+    """The card of the 384x288 stage counts the first stage's steps, hours and segments before its own; the card of
+    the no-flip stage counts both before its own, shows all three stages' scores and says which were scored without
+    flip test. Each bundled later-stage recipe starts from the folder the script ships the stage before it to."""
+    import train_zoo_base as tzb
+
+    from posebh_cli.inference.predictor import default_flip_test
+    from posebh_cli.recipe import recipe_from_dict
 
     first = {"recipe": "zoo-base", "input": [256, 192], "steps": 100, "samples_seen": 3200, "train_hours": 1.0,
              "train_zoo": {"seed": tzb.TRAIN_SEED, "scale": tzb.TRAIN_SCALE},
+             "eval_zoo": {"seed": 2000, "scale": 2.0, "flip_test": True},
              "segments": [{"steps": [0, 100], "train_hours": 1.0, "commit": "abc", "precision": "no",
                            "start": "random init"}],
              "scores": {"coco": {"AP": 0.2}, "mpii": {"PCKh": 0.6}}}
     (tmp_path / tzb.FIRST_STAGE).mkdir()
     (tmp_path / tzb.FIRST_STAGE / "card.json").write_text(json.dumps(first))
     assert tzb.is_first_stage(tmp_path / tzb.FIRST_STAGE)
-    raw = yaml.safe_load(find_recipe(tzb.HIRES_RECIPE).read_text())
-    recipe = recipe_from_dict(raw, check_paths=False)
+    hires_run, hires_raw = _stage_run(tmp_path, tzb.HIRES_RECIPE, 60)
+    recipe = recipe_from_dict(hires_raw, check_paths=False)
     assert recipe.model.init.kind == "ours" and recipe.model.init.path == tzb.FIRST_STAGE
-    assert recipe.model.img_size == (384, 288)
-    run = tmp_path / "runs" / tzb.HIRES_RECIPE
-    run.mkdir(parents=True)
-    (run / "recipe.yaml").write_text(yaml.safe_dump(raw))
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 50, "samples_per_s": 16.0}) + "\n"
-                                       + json.dumps({"step": 60, "loss": 1.0}) + "\n")
-    figures = tzb.card_figures(run, tmp_path)
+    assert recipe.model.img_size == (384, 288) and default_flip_test(hires_raw)
+    figures = tzb.card_figures(hires_run, tmp_path)
     assert figures["steps"] == 160 and figures["samples_seen"] == 3200 + 60 * 32
     assert figures["train_hours"] == pytest.approx(1.0 + round(60 * 32 / 16 / 3600, 2))
     assert [s["steps"] for s in figures["segments"]] == [[0, 100], [100, 160]]
     assert figures["segments"][1]["recipe"] == tzb.HIRES_RECIPE and "384x288" in figures["segments"][1]["start"]
-    card = {"recipe": tzb.HIRES_RECIPE, "input": [384, 288], "train_zoo": first["train_zoo"], "commit": "def",
-            "machine": "m", "eval_zoo": {"seed": 2000, "scale": 2.0}, **figures,
-            "scores": {"coco": {"AP": 0.3}, "mpii": {"PCKh": 0.65}}}
-    text = tzb.card_markdown(card)
+    hires = {"recipe": tzb.HIRES_RECIPE, "input": [384, 288], "train_zoo": first["train_zoo"], "commit": "def",
+             "machine": "m", "eval_zoo": {"seed": 2000, "scale": 2.0, "flip_test": True}, **figures,
+             "scores": {"coco": {"AP": 0.3}, "mpii": {"PCKh": 0.65}}}
+    text = tzb.card_markdown(hires)
     assert "| coco | AP | 20.0 | 30.0 |" in text and "| mpii | PCKh | 60.0 | 65.0 |" in text
     assert "zoo-base (256x192)" in text and "zoo-base-384 (384x288)" in text and "recipe zoo-base-384" in text
+    assert "ground-truth boxes, flip test (x100)" in text
     assert not tzb.is_first_stage(tmp_path / "runs")
+
+    (tmp_path / tzb.HIRES_STAGE).mkdir()
+    (tmp_path / tzb.HIRES_STAGE / "card.json").write_text(json.dumps(hires))
+    noflip_run, noflip_raw = _stage_run(tmp_path, tzb.NOFLIP_RECIPE, 40)
+    recipe = recipe_from_dict(noflip_raw, check_paths=False)
+    assert recipe.model.init.kind == "ours" and recipe.model.init.path == tzb.HIRES_STAGE
+    assert recipe.model.img_size == (384, 288) and not default_flip_test(noflip_raw)
+    figures = tzb.card_figures(noflip_run, tmp_path)
+    assert figures["steps"] == 200 and [s["steps"] for s in figures["segments"]] == [[0, 100], [100, 160], [160, 200]]
+    assert [stage["recipe"] for stage in figures["earlier_stages"]] == ["zoo-base", tzb.HIRES_RECIPE]
+    assert "interpolated" not in figures["segments"][2]["start"]
+    noflip = {**hires, "recipe": tzb.NOFLIP_RECIPE, **figures, "eval_zoo": {"seed": 2000, "scale": 2.0,
+                                                                             "flip_test": False},
+              "scores": {"coco": {"AP": 0.45}, "mpii": {"PCKh": 0.75}}}
+    text = tzb.card_markdown(noflip)
+    assert "| coco | AP | 20.0 | 30.0 | 45.0 |" in text and "zoo-base-noflip (384x288)" in text
+    assert "none for `zoo-base-noflip`" in text

@@ -1,7 +1,8 @@
 """The zoo base model shipped in the package (`zoo-base`) finds keypoints on a zoo it never saw.
 
-A small zoo is synthesized with a seed no training run uses; its val split is scored with each dataset's own head, GT boxes and flip test. The floors sit well below what the shipped model
-scores (its card) and far above what a random-weight model of the same shape scores, which the second test checks,
+A small zoo is synthesized with a seed no training run uses; its val split is scored with each dataset's own head,
+GT boxes and the model's own flip-test default (none for a model trained without mirrored crops). The floors sit
+well below what the shipped model scores (its card) and far above what a random-weight model of the same shape scores, which the second test checks,
 so the first test fails for a model that has not learned.
 """
 from __future__ import annotations
@@ -44,18 +45,22 @@ def shipped():
     return folder
 
 
-def scores(model, fresh_zoo) -> dict[str, float]:
+def scores(model, fresh_zoo, recipe: dict) -> dict[str, float]:
     torch.set_num_threads(1)
-    return {name: evaluate_model(model, fresh_zoo[name], "val", name, flip=True)[metric]
+    return {name: evaluate_model(model, fresh_zoo[name], "val", name, recipe=recipe)[metric]
             for name, (metric, _) in FLOORS.items()}
+
+
+def shipped_recipe(folder) -> dict:
+    return json.loads((folder / "model.json").read_text())["recipe"]
 
 
 def test_the_shipped_base_model_finds_keypoints_on_a_fresh_zoo(shipped, fresh_zoo):
     card = json.loads((shipped / "card.json").read_text())
-    recipe = json.loads((shipped / "model.json").read_text())["recipe"]
+    recipe = shipped_recipe(shipped)
     assert card["recipe"] == recipe["name"] and card["input"] == recipe["model"]["img_size"]   # the card tells it
     assert card["recipe"] in bundled_recipes() and card["samples_seen"] > 0
-    got = scores(load_model(shipped), fresh_zoo)
+    got = scores(load_model(shipped), fresh_zoo, recipe)
     low = {name: value for name, value in got.items() if value < FLOORS[name][1]}
     assert not low, f"below the floors {FLOORS}: {got}"
 
@@ -66,5 +71,5 @@ def test_a_random_model_of_the_same_shape_stays_under_every_floor(shipped, fresh
     for module in model.modules():  # fresh weights, same architecture
         if hasattr(module, "reset_parameters") and module is not model:
             module.reset_parameters()
-    got = scores(model, fresh_zoo)
+    got = scores(model, fresh_zoo, shipped_recipe(shipped))
     assert all(value < FLOORS[name][1] for name, value in got.items()), got
