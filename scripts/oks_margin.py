@@ -14,7 +14,8 @@ share of left/right keypoints placed nearer their mirror partner's truth than th
 sides, 0.5 picks one at random). Datasets with small sigmas (AIC, the face and hands of COCO-WholeBody) need the same
 pixels several times more precise.
 
-The held-out zoo is the model card's (seed 2000, val split, ground-truth boxes, flip test), made in --work as
+The held-out zoo is the model card's (seed 2000, val split, ground-truth boxes, flip test unless the model trained
+without mirrored crops; --flip/--no-flip force it), made in --work as
 scripts/train_zoo_base.py makes it. One JSON line per dataset, then a markdown table.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ from posebh_cli.evaluation.coco_oks import NO_AREA_FACTOR
 from posebh_cli.evaluation.pckh import SC_BIAS
 from posebh_cli.inference.evaluate import evaluate_model
 from posebh_cli.inference.predictor import default_codec
-from posebh_cli.models.checkpoint import load_model
+from posebh_cli.inference.predictor import default_flip_test, load_checkpoint
 from posebh_cli.models.store import resolve_checkpoint
 
 OKS_HALF = float(np.sqrt(2 * np.log(2)))  # exp(-r^2 / 2) = 0.5 at r = 1.177
@@ -117,21 +118,23 @@ def main() -> None:
     parser.add_argument("--dark", action="store_true",
                         help="decode the heads trained with MSRA targets with DARK's Taylor step instead of the "
                              "quarter-pixel step (UDP heads keep their DARK-UDP decoding)")
-    parser.add_argument("--no-flip", action="store_true",
-                        help="no flip test (for a model trained without mirrored crops)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip test (default: the model's own, off when it trained without mirrored crops)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     held_out = held_out_zoo(args.work.resolve())
-    model = load_model(resolve_checkpoint(args.checkpoint)).eval()
+    model, recipe = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    model.eval()
+    flip = default_flip_test(recipe) if args.flip is None else args.flip
     rows = []
     for name in MDT_DATASETS:
         prepared = open_prepared(held_out / name)
         protocol = protocol_for(prepared.skeleton.name)
         results: list[dict] = []
-        codec = default_codec(model, name)
+        codec = default_codec(model, name, recipe)
         if args.dark and not codec.use_udp:
             codec = MSRAHeatmap(codec.input_size, codec.heatmap_size, codec.sigma, dark=True)
-        metrics = evaluate_model(model, prepared, "val", name, flip=not args.no_flip, keep_results=results,
+        metrics = evaluate_model(model, prepared, "val", name, flip=flip, recipe=recipe, keep_results=results,
                                  codec=codec)
         gt = prepared.load_coco("val")
         m = keypoint_margins(gt, results, np.asarray(prepared.skeleton.sigmas), protocol)
@@ -146,7 +149,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     decoding = " (DARK decoding for the MSRA heads)" if args.dark else ""
-    test = "no flip test" if args.no_flip else "flip test"
+    test = "flip test" if flip else "no flip test"
     print(f"\n{args.checkpoint}{decoding}, held-out zoo (seed {EVAL_SEED}, val, GT boxes, {test})\n")
     print("| dataset | AP / PCKh ×100 | median r | share r < 1 | median d/s | median 2σ | other side |")
     print("|---|---|---|---|---|---|---|")
