@@ -414,7 +414,8 @@ def card_markdown(card: dict) -> str:
     """The human card: what the model is, how it was made, what it scores (numbers from card.json)."""
     size = size_name(card.get("input", [256, 192]))
     stages = [*card.get("earlier_stages", []), {"recipe": card["recipe"], "input": card.get("input", [256, 192]),
-                                               "scores": card["scores"]}]
+                                               "scores": card["scores"],
+                                               "flip_test": card["eval_zoo"].get("flip_test", True)}]
     columns = ["dataset", "metric", *(f"{stage['recipe']} ({size_name(stage['input'])})" for stage in stages)]
     rows = []
     for name, metrics in card["scores"].items():
@@ -424,11 +425,11 @@ def card_markdown(card: dict) -> str:
     steps = [f"`{stages[0]['recipe']}` at {size_name(stages[0]['input'])} from random init"]
     for before, stage in zip(stages, stages[1:]):
         resized = stage["input"] != before["input"]
-        steps.append(f"`{stage['recipe']}` continuing it" + (f" at {size_name(stage['input'])}" if resized else ""))
+        steps.append(f"`{stage['recipe']}` continuing it" + (f" at {size_name(stage['input'])}" if resized else "")
+                     + ("" if stage.get("flip_test", True) else " without mirrored crops"))
     made = (f"trained on the six MDT datasets of the synthetic zoo with the bundled recipe"
             f"{'s' if len(stages) > 1 else ''} {', then '.join(steps)} (`posebh train-mdt --recipe <name>`)")
-    flip_tests = [stage.get("flip_test", True) for stage in card.get("earlier_stages", [])]
-    flip_tests.append(card["eval_zoo"].get("flip_test", True))
+    flip_tests = [stage.get("flip_test", True) for stage in stages]
     if all(flip_tests):
         test = "flip test"
     elif not any(flip_tests):

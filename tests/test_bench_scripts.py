@@ -248,4 +248,4 @@ def test_zoo_base_later_stage_cards_continue_the_earlier_stage_cards(tmp_path):
               "scores": {"coco": {"AP": 0.45}, "mpii": {"PCKh": 0.75}}}
     text = tzb.card_markdown(noflip)
     assert "| coco | AP | 20.0 | 30.0 | 45.0 |" in text and "zoo-base-noflip (384x288)" in text
-    assert "none for `zoo-base-noflip`" in text
+    assert "none for `zoo-base-noflip`" in text and "`zoo-base-noflip` continuing it without mirrored crops" in text
