@@ -39,8 +39,7 @@ from posebh_cli.evaluation import PRIMARY_METRIC, protocol_for
 from posebh_cli.evaluation.coco_oks import NO_AREA_FACTOR
 from posebh_cli.evaluation.pckh import SC_BIAS
 from posebh_cli.inference.evaluate import evaluate_model
-from posebh_cli.inference.predictor import default_codec
-from posebh_cli.inference.predictor import default_flip_test, load_checkpoint
+from posebh_cli.inference.predictor import default_codec, default_flip_test, load_checkpoint
 from posebh_cli.models.store import resolve_checkpoint
 
 OKS_HALF = float(np.sqrt(2 * np.log(2)))  # exp(-r^2 / 2) = 0.5 at r = 1.177
