@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from posebh_cli.commands import synth as synth_command
 from posebh_cli.data.synth import render as synth_render
 from posebh_cli.data.synth import zoo as synth
+from posebh_cli.data.synth.writers import MIN_LABELLED_PART_PX
 from posebh_cli.data.synth.zoo import DATASETS, ImageJob, make_image, synth_zoo
 from posebh_cli.errors import PosebhError
 from posebh_cli.skeletons import load_skeleton
@@ -152,7 +153,26 @@ def test_coco_wholebody_parts(zoo):
         file_name = next(i["file_name"] for i in data["images"] if i["id"] == ann["image_id"])
         truth = np.array(_match(gt["images"][file_name], ann["bbox"])["keypoints"]["coco_wholebody"])
         merged = np.concatenate([np.array(ann[k]).reshape(-1, 3) for k in lengths])
-        assert np.array_equal(merged[:, 2], truth[:, 2])
+        assert np.array_equal(merged[:23, 2], truth[:23, 2])  # body and feet: every visible point
+        for part, (a, b) in (("face", (23, 91)), ("lefthand", (91, 112)), ("righthand", (112, 133))):
+            visible = truth[a:b, 2] > 0
+            extent = np.ptp(truth[a:b][visible, :2], axis=0).max() if visible.any() else 0.0
+            # labelled only when clear enough to annotate, as in COCO-WholeBody; else all zeros
+            assert ann[f"{part}_valid"] == (extent >= MIN_LABELLED_PART_PX)
+            expected = truth[a:b, 2] if ann[f"{part}_valid"] else np.zeros(b - a)
+            assert np.array_equal(merged[a:b, 2], expected)
+            assert ann[f"{part}_valid"] or (ann[f"{part}_box"] == [0, 0, 0, 0] and not any(ann[f"{part}_kpts"]))
+
+
+def test_coco_wholebody_labels_faces_and_hands_only_when_large_enough(tmp_path):
+    """The zoo's 256x192 figures have faces and hands of 5-20 px: none is labelled. At 4x the resolution the
+    larger ones are, so both branches of the rule are exercised on real renders."""
+    out = tmp_path / "zoo"
+    synth_zoo(out, seed=3, sizes={"coco_wholebody": 12}, image_size=(1024, 768), workers=1, progress=False,
+              datasets=["coco_wholebody"])
+    anns = _json(out / "coco_wholebody" / "annotations" / "coco_wholebody_train_v1.0.json")["annotations"]
+    valid = [ann[f"{part}_valid"] for ann in anns for part in ("face", "lefthand", "righthand")]
+    assert any(valid) and not all(valid)
 
 
 def test_ap10k_and_apt36k(zoo):
@@ -313,10 +333,19 @@ def test_prepare_data_reads_every_synthetic_dataset(zoo, tmp_path):
                 path = instance.image_path.as_posix()
                 (key,) = [k for k in truth if path.endswith("/" + k)]
                 labelled = instance.keypoints[:, 2] > 0
-                assert any(np.array_equal(labelled, np.array(f["keypoints"][spec.skeleton])[:, 2] > 0)
+                assert any(np.array_equal(labelled, _annotatable(name, f, labelled))
                            and np.allclose(instance.keypoints[labelled, :2],
                                            np.array(f["keypoints"][spec.skeleton])[labelled, :2], atol=0.05)
                            for f in truth[key]), (name, key)
+
+
+def _annotatable(name: str, figure: dict, labelled: np.ndarray) -> np.ndarray:
+    """The figure's visible points that its dataset labels: all of them, except COCO-WholeBody's faces and hands,
+    which are labelled only when clear enough (see test_coco_wholebody_parts)."""
+    visible = np.array(figure["keypoints"][DATASETS[name].skeleton])[:, 2] > 0
+    if name == "coco_wholebody":
+        visible[23:] &= labelled[23:]
+    return visible
 
 
 def test_figures_whose_written_box_is_empty_get_no_annotation():

@@ -184,6 +184,24 @@ def detections(annotations: list[dict], images: list[dict], rng: np.random.Gener
     return out
 
 
+# COCO-WholeBody labels a face or hand only where it is clear enough for an annotator to place its points
+# (`face_valid`, `lefthand_valid`, `righthand_valid`); other parts are all-zero arrays. The zoo's stand-in for
+# "clear enough": the part's box is at least this many pixels on its longer side, where a face's 17 contour
+# points or a finger's 4 joints lie about 2 px or more apart. Feet (3 points each) are labelled with the body.
+MIN_LABELLED_PART_PX = 32.0
+
+
+def labelled_part(kps: np.ndarray, part: str) -> bool:
+    """Whether COCO-WholeBody would label this part of a figure (its points `kps`, one row per point)."""
+    visible = kps[:, 2] > 0
+    if not visible.any():
+        return False
+    if part == "foot":
+        return True
+    extent = kps[visible, :2].max(0) - kps[visible, :2].min(0)
+    return bool(extent.max() >= MIN_LABELLED_PART_PX)
+
+
 def write_coco_wholebody(root: Path, spec: DatasetSpec, records: dict[str, list[dict]], seed: int) -> None:
     sk = load_skeleton(spec.skeleton)
     parts = sk.parts
@@ -194,11 +212,12 @@ def write_coco_wholebody(root: Path, spec: DatasetSpec, records: dict[str, list[
         for part, key in (("foot", "foot_kpts"), ("face", "face_kpts"), ("lefthand", "lefthand_kpts"),
                           ("righthand", "righthand_kpts")):
             a, b = parts[part]
-            fields[key] = coco_keypoints(kps[a:b])[0]
-            valid = bool((kps[a:b, 2] > 0).any())
+            valid = labelled_part(kps[a:b], part)
+            labelled = kps[a:b] if valid else np.zeros_like(kps[a:b])
+            fields[key] = coco_keypoints(labelled)[0]
             fields[f"{part}_valid"] = valid
             if part != "foot":
-                fields[f"{part}_box"] = _points_box(kps[a:b])
+                fields[f"{part}_box"] = _points_box(labelled)
         a, b = parts["body"]
         fields["keypoints"], fields["num_keypoints"] = coco_keypoints(kps[a:b])
         return fields
