@@ -8,7 +8,9 @@ the six MDT datasets of the synthetic zoo in three stages with bundled recipes:
    with its card to <work>/zoo-base-384;
 3. `zoo-base-noflip`: that model continued without mirrored crops for 72k samples (runs/zoo-base-noflip). The zoo
    colours a figure's left and right limbs differently; mirrored crops with swapped labels make that cue
-   contradictory, and the first two stages pick a side at random.
+   contradictory, and the first two stages pick a side at random. Written with its card to <work>/zoo-base-noflip;
+4. `zoo-base-wholebody`: that model continued for 115k samples with COCO-WholeBody's share at 0.4
+   (runs/zoo-base-wholebody): its head learns the sides last.
 
     python scripts/train_zoo_base.py --work runs/zoo-base-work            # synth + prepare + all stages (resumes)
     python scripts/train_zoo_base.py --work runs/zoo-base-work --ship     # + score on a fresh zoo, write the
@@ -65,8 +67,10 @@ TRAIN_SLICE_SCALE = 0.25                  # --train-gap: the first images of the
 RECIPE = "zoo-base"                       # first stage: 256x192 from random init
 HIRES_RECIPE = "zoo-base-384"             # second stage: the first stage's model continued at 384x288
 NOFLIP_RECIPE = "zoo-base-noflip"         # third stage: the second stage's model continued without mirrored crops
+WHOLEBODY_RECIPE = "zoo-base-wholebody"   # fourth stage: the third continued with COCO-WholeBody's share at 0.4
 FIRST_STAGE = "zoo-base-256"              # in --work: the first stage's model as fp16 with its card, the 2nd's init
 HIRES_STAGE = "zoo-base-384"              # in --work: the second stage's model as fp16 with its card, the 3rd's init
+NOFLIP_STAGE = "zoo-base-noflip"          # in --work: the third stage's model as fp16 with its card, the 4th's init
 SHIP_DIR = REPO / "posebh_cli" / "weights" / "zoo-base"
 
 
@@ -257,6 +261,12 @@ def train_noflip(work: Path, hires: Path, threads: int | None) -> Path:
     """Third stage: the second stage's model (`hires`, a run folder) written to work/zoo-base-384 as fp16 with its
     scored card, then `posebh train-mdt --recipe zoo-base-noflip` from it."""
     return continue_stage(work, hires, HIRES_STAGE, NOFLIP_RECIPE, threads)
+
+
+def train_wholebody(work: Path, noflip: Path, threads: int | None) -> Path:
+    """Fourth stage: the third stage's model (`noflip`, a run folder) written to work/zoo-base-noflip as fp16 with
+    its scored card, then `posebh train-mdt --recipe zoo-base-wholebody` from it."""
+    return continue_stage(work, noflip, NOFLIP_STAGE, WHOLEBODY_RECIPE, threads)
 
 
 def continue_stage(work: Path, previous: Path, init_name: str, recipe: str, threads: int | None) -> Path:
@@ -485,6 +495,7 @@ def segment_lines(segments: list[dict]) -> list[str]:
             *[f"  - steps {seg['steps'][0]}-{seg['steps'][1]}, {seg.get('train_hours')} h, "
               f"{'fp32' if seg.get('precision', 'no') == 'no' else seg['precision'] + ' autocast'}, "
               f"{'recipe ' + seg['recipe'] + ', ' if seg.get('recipe') else ''}"
+              f"{'on ' + seg['machine'] + ', ' if seg.get('machine') else ''}"
               f"commit {seg.get('commit')}, from {seg.get('start')}" for seg in segments]]
 
 
@@ -502,9 +513,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP threads for training (1 on a shared CPU)")
     parser.add_argument("--ship", action="store_true", help="score on the held-out zoo and write the package copy")
     parser.add_argument("--run", type=Path, default=None, help="ship this run folder instead of training")
-    parser.add_argument("--stages", type=int, choices=[1, 2, 3], default=3,
-                        help=f"train the first N stages ({RECIPE}, {HIRES_RECIPE}, {NOFLIP_RECIPE}); --score or "
-                             "--ship the last of them")
+    parser.add_argument("--stages", type=int, choices=[1, 2, 3, 4], default=4,
+                        help=f"train the first N stages ({RECIPE}, {HIRES_RECIPE}, {NOFLIP_RECIPE}, "
+                             f"{WHOLEBODY_RECIPE}); --score or --ship the last of them")
+    parser.add_argument("--trained-on", default=None, metavar="MACHINE",
+                        help="with --run: the machine the run trained on, when not this one (e.g. 'NVIDIA H200, 16 "
+                             "CPUs, torch 2.11.0'), recorded in its card segment")
     parser.add_argument("--continue-shipped", action="store_true",
                         help="a new first-stage run starts from a first-stage copy's weights and step "
                              "(<work>/zoo-base-256, else the package's copy when it is one): a run longer than one "
@@ -541,6 +555,8 @@ def main() -> None:
         run = train_hires(work, run, args.threads)
     if args.run is None and args.stages >= 3:
         run = train_noflip(work, run, args.threads)
+    if args.run is None and args.stages >= 4:
+        run = train_wholebody(work, run, args.threads)
     if args.ship or args.score:
         scores = score(run, held_out_zoo(work))
         if args.score:
@@ -551,7 +567,10 @@ def main() -> None:
                 own_scores = score(run, own, "train", [d for d in MDT_DATASETS if d != "mpii"])
                 print(json.dumps({"own_training_images_x100": x100(own_scores)}))
             return
-        out = ship(run, scores, card_figures(run, work))
+        figures = card_figures(run, work)
+        if args.trained_on:
+            figures["segments"][-1]["machine"] = args.trained_on
+        out = ship(run, scores, figures)
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))
 
 
