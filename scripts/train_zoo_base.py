@@ -72,6 +72,10 @@ FIRST_STAGE = "zoo-base-256"              # in --work: the first stage's model a
 HIRES_STAGE = "zoo-base-384"              # in --work: the second stage's model as fp16 with its card, the 3rd's init
 NOFLIP_STAGE = "zoo-base-noflip"          # in --work: the third stage's model as fp16 with its card, the 4th's init
 SHIP_DIR = REPO / "posebh_cli" / "weights" / "zoo-base"
+# From this commit on, the zoo labels COCO-WholeBody faces and hands only where COCO-WholeBody would (large enough to
+# annotate); a card's zoo says so (`wholebody_parts`), cards of stages trained before it do not.
+WHOLEBODY_RELABELLED = "4492e4a"
+TRAIN_ZOO = {"seed": TRAIN_SEED, "scale": TRAIN_SCALE, "wholebody_parts": "annotatable"}
 
 
 def posebh(*args: str, cwd: Path) -> None:
@@ -163,7 +167,8 @@ def last_saved_step(run: Path) -> int | None:
 
     from posebh_cli.engine.state import find_state
     state = find_state(run / "state")
-    return None if state is None else int(torch.load(state / "trainer.pt", weights_only=False)["progress"]["step"])
+    return None if state is None else int(torch.load(state / "trainer.pt", map_location="cpu",
+                                                    weights_only=False)["progress"]["step"])
 
 
 def close_segment(run: Path, precision: str) -> None:
@@ -248,7 +253,8 @@ def is_first_stage(folder: Path) -> bool:
     if not card_file.is_file():
         return False
     card = json.loads(card_file.read_text())
-    return card.get("recipe") == RECIPE and card.get("train_zoo") == {"seed": TRAIN_SEED, "scale": TRAIN_SCALE}
+    zoo = card.get("train_zoo") or {}
+    return card.get("recipe") == RECIPE and (zoo.get("seed"), zoo.get("scale")) == (TRAIN_SEED, TRAIN_SCALE)
 
 
 def train_hires(work: Path, first: Path, threads: int | None) -> Path:
@@ -299,17 +305,21 @@ def card_figures(run: Path, work: Path) -> dict:
     previous = json.loads((work / init["path"] / "card.json").read_text())
     size = size_name(model["img_size"])
     resized = size_name(previous.get("input", [256, 192])) != size
-    own = figures["segments"][-1]
-    own.update(steps=[previous["steps"] + step for step in own["steps"]], recipe=recipe["name"],
-               start=f"the {previous['recipe']} model of step {previous['steps']} (fp16, as it shipped)"
-                     f"{f' at {size}: position table interpolated,' if resized else ','} fresh AdamW moments")
+    own = figures["segments"]   # this run's: more than one when it was resumed elsewhere (another machine)
+    for segment in own:
+        segment.update(steps=[previous["steps"] + step for step in segment["steps"]], recipe=recipe["name"])
+        if segment is not own[0]:
+            segment["start"] = f"this stage's state at step {segment['steps'][0]} (weights and AdamW moments)"
+    own[0]["start"] = (f"the {previous['recipe']} model of step {previous['steps']} (fp16, as it shipped)"
+                       f"{f' at {size}: position table interpolated,' if resized else ','} fresh AdamW moments")
     earlier = [*previous.get("earlier_stages", []),
                {"recipe": previous["recipe"], "input": previous.get("input", [256, 192]), "scores": previous["scores"],
-                "flip_test": previous.get("eval_zoo", {}).get("flip_test", True)}]
+                "flip_test": previous.get("eval_zoo", {}).get("flip_test", True),
+                "train_zoo": previous.get("train_zoo")}]
     return {"steps": previous["steps"] + figures["steps"],
             "samples_seen": previous["samples_seen"] + figures["samples_seen"],
             "train_hours": round(previous["train_hours"] + figures["train_hours"], 2),
-            "segments": [*(previous.get("segments") or []), own], "earlier_stages": earlier}
+            "segments": [*(previous.get("segments") or []), *own], "earlier_stages": earlier}
 
 
 def write_segments(run: Path, segments: list[dict]) -> None:
@@ -382,6 +392,7 @@ def model_of_run(run: Path):
     if state is None:
         raise SystemExit(f"{run}: neither a final model nor a complete training state")
     raw = read_yaml(run / "recipe.yaml", "recipe file")
+    raw["model"]["init"] = {"kind": "none"}   # the saved state holds every weight: no need for the init folder
     recipe = recipe_from_dict(raw, check_paths=False)
     model = build_model(recipe, [load_skeleton(d.name) for d in recipe.datasets], with_embedding=False)
     load_state_strict(model, load_file(str(state / "model.safetensors")), state / "model.safetensors")
@@ -402,7 +413,7 @@ def ship(run: Path, scores: dict, figures: dict, out: Path = SHIP_DIR, trained: 
     meta = {"recipe": recipe, "extra": {}}
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     card = {"name": "zoo-base", "recipe": recipe["name"], "input": recipe["model"]["img_size"],
-            "train_zoo": {"seed": TRAIN_SEED, "scale": TRAIN_SCALE},
+            "train_zoo": TRAIN_ZOO,
             "eval_zoo": {"seed": EVAL_SEED, "scale": EVAL_SCALE, "split": "val", "boxes": "ground truth",
                          "flip_test": default_flip_test(recipe)},
             "commit": _commit(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
@@ -424,7 +435,7 @@ def card_markdown(card: dict) -> str:
     """The human card: what the model is, how it was made, what it scores (numbers from card.json)."""
     size = size_name(card.get("input", [256, 192]))
     stages = [*card.get("earlier_stages", []), {"recipe": card["recipe"], "input": card.get("input", [256, 192]),
-                                               "scores": card["scores"],
+                                               "scores": card["scores"], "train_zoo": card.get("train_zoo"),
                                                "flip_test": card["eval_zoo"].get("flip_test", True)}]
     columns = ["dataset", "metric", *(f"{stage['recipe']} ({size_name(stage['input'])})" for stage in stages)]
     rows = []
@@ -439,6 +450,7 @@ def card_markdown(card: dict) -> str:
                      + ("" if stage.get("flip_test", True) else " without mirrored crops"))
     made = (f"trained on the six MDT datasets of the synthetic zoo with the bundled recipe"
             f"{'s' if len(stages) > 1 else ''} {', then '.join(steps)} (`posebh train-mdt --recipe <name>`)")
+    relabelled = [stage["recipe"] for stage in stages if not (stage.get("train_zoo") or {}).get("wholebody_parts")]
     flip_tests = [stage.get("flip_test", True) for stage in stages]
     if all(flip_tests):
         test = "flip test"
@@ -468,6 +480,10 @@ def card_markdown(card: dict) -> str:
         "|" + "---|" * len(columns),
         *rows,
         "",
+        *([f"{', '.join(f'`{r}`' for r in relabelled)} trained and were scored on zoos that labelled every "
+           f"COCO-WholeBody face and hand, however small. Since commit {WHOLEBODY_RELABELLED} the zoo labels them, "
+           "as COCO-WholeBody does, only where they are large enough to annotate (`face_valid`, `lefthand_valid`, "
+           "`righthand_valid`); the later stages' WholeBody scores count only those.", ""] if relabelled else []),
     ])
 
 
@@ -516,9 +532,6 @@ def main() -> None:
     parser.add_argument("--stages", type=int, choices=[1, 2, 3, 4], default=4,
                         help=f"train the first N stages ({RECIPE}, {HIRES_RECIPE}, {NOFLIP_RECIPE}, "
                              f"{WHOLEBODY_RECIPE}); --score or --ship the last of them")
-    parser.add_argument("--trained-on", default=None, metavar="MACHINE",
-                        help="with --run: the machine the run trained on, when not this one (e.g. 'NVIDIA H200, 16 "
-                             "CPUs, torch 2.11.0'), recorded in its card segment")
     parser.add_argument("--continue-shipped", action="store_true",
                         help="a new first-stage run starts from a first-stage copy's weights and step "
                              "(<work>/zoo-base-256, else the package's copy when it is one): a run longer than one "
@@ -539,7 +552,7 @@ def main() -> None:
     if args.rescore:
         card = json.loads((SHIP_DIR / "card.json").read_text())
         scores = score(SHIP_DIR, held_out_zoo(work))
-        kept = ("steps", "samples_seen", "train_hours", "segments", "earlier_stages")
+        kept = ("steps", "samples_seen", "train_hours", "segments", "earlier_stages", "train_zoo")
         ship(SHIP_DIR, scores, {k: card[k] for k in kept if k in card},
              trained={"commit": card["commit"], "machine": card["machine"]})
         print(json.dumps({"rescored": str(SHIP_DIR), "x100": x100(scores)}))
@@ -567,10 +580,7 @@ def main() -> None:
                 own_scores = score(run, own, "train", [d for d in MDT_DATASETS if d != "mpii"])
                 print(json.dumps({"own_training_images_x100": x100(own_scores)}))
             return
-        figures = card_figures(run, work)
-        if args.trained_on:
-            figures["segments"][-1]["machine"] = args.trained_on
-        out = ship(run, scores, figures)
+        out = ship(run, scores, card_figures(run, work))
         print(json.dumps({"shipped": str(out), "scores": scores}, indent=2))
 
 

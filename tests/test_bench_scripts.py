@@ -249,3 +249,18 @@ def test_zoo_base_later_stage_cards_continue_the_earlier_stage_cards(tmp_path):
     text = tzb.card_markdown(noflip)
     assert "| coco | AP | 20.0 | 30.0 | 45.0 |" in text and "zoo-base-noflip (384x288)" in text
     assert "none for `zoo-base-noflip`" in text and "`zoo-base-noflip` continuing it without mirrored crops" in text
+
+    # the fourth stage, trained on one machine to step 30 and resumed on another to step 50: both segments count
+    (tmp_path / tzb.NOFLIP_STAGE).mkdir()
+    (tmp_path / tzb.NOFLIP_STAGE / "card.json").write_text(json.dumps(noflip))
+    wholebody_run, wholebody_raw = _stage_run(tmp_path, tzb.WHOLEBODY_RECIPE, 50)
+    assert recipe_from_dict(wholebody_raw, check_paths=False).model.init.path == tzb.NOFLIP_STAGE
+    tzb.write_segments(wholebody_run, [{"steps": [0, 30], "train_hours": 0.01, "commit": "gpu", "precision": "bf16",
+                                        "start": "random init", "same_run": True, "machine": "a GPU"}])
+    figures = tzb.card_figures(wholebody_run, tmp_path)
+    assert [s["steps"] for s in figures["segments"]][-2:] == [[200, 230], [230, 250]]
+    assert "zoo-base-noflip model of step 200" in figures["segments"][-2]["start"]
+    assert figures["segments"][-1]["start"].startswith("this stage's state at step 230")
+    text = tzb.card_markdown({**noflip, "recipe": tzb.WHOLEBODY_RECIPE, **figures,
+                              "scores": {"coco": {"AP": 0.5}, "mpii": {"PCKh": 0.8}}})
+    assert "| coco | AP | 20.0 | 30.0 | 45.0 | 50.0 |" in text and "on a GPU, commit gpu" in text
