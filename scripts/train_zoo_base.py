@@ -1,5 +1,5 @@
 """Reproduce the shipped zoo base model (`zoo-base`): the zoo's ViTPose++, i.e. the multi-head baseline trained on
-the six MDT datasets of the synthetic zoo in three stages with bundled recipes:
+the six MDT datasets of the synthetic zoo in four stages with bundled recipes:
 
 1. `zoo-base`: vit_pico at 256x192 from random init, 40 epochs (runs/zoo-base); its model is written as fp16 with
    a scored card to <work>/zoo-base-256, exactly as it would ship;
@@ -11,6 +11,10 @@ the six MDT datasets of the synthetic zoo in three stages with bundled recipes:
    contradictory, and the first two stages pick a side at random. Written with its card to <work>/zoo-base-noflip;
 4. `zoo-base-wholebody`: that model continued for 115k samples with COCO-WholeBody's share at 0.4
    (runs/zoo-base-wholebody): its head learns the sides last.
+
+Where a GPU is present `posebh train-mdt` trains on it; the recipes' single loader process then sets the pace, so the
+shipped fourth stage ran its command directly, with `--device cuda --set train.num_workers=12`, and was finished
+and shipped here with `--run` (docs/benchmarks.md, "The shipped base in four stages").
 
     python scripts/train_zoo_base.py --work runs/zoo-base-work            # synth + prepare + all stages (resumes)
     python scripts/train_zoo_base.py --work runs/zoo-base-work --ship     # + score on a fresh zoo, write the
